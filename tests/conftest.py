@@ -1,0 +1,66 @@
+"""Shared fixtures: small MNIST-format data sets the tests write themselves."""
+
+import gzip
+import hashlib
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_sgd.data import MNIST_SHA256, build_cache, load_cache
+
+REPO = Path(__file__).resolve().parents[1]
+# The real MNIST (four IDX .gz files) beside the checkout; the slow tests use it when present.
+REAL_MNIST = Path(os.environ.get("MNIST_DIR", REPO.parent / "shared" / "mnist"))
+IDX_NAMES = list(MNIST_SHA256)
+
+
+def idx_bytes(array):
+    """Encode a uint8 array as an IDX file."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.tobytes()
+
+
+def synthetic_split(num, seed):
+    """Digit-like data a linear model can learn: each class lights up its own band of pixels."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, num).astype(np.uint8)
+    images = rng.integers(0, 60, (num, 28, 28))
+    for i, label in enumerate(labels):
+        images[i, 2 * label + 4 : 2 * label + 7, 4:24] += 180
+    return np.clip(images, 0, 255).astype(np.uint8), labels
+
+
+def write_small_mnist(folder, num_train=300, num_test=100, compress=True):
+    """Write the four IDX files of a small synthetic MNIST into `folder`; return their SHA-256 map."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    train_images, train_labels = synthetic_split(num_train, seed=1)
+    test_images, test_labels = synthetic_split(num_test, seed=2)
+    contents = dict(zip(IDX_NAMES, [idx_bytes(a) for a in (train_images, train_labels, test_images, test_labels)]))
+    for name, content in contents.items():
+        if compress:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(content))
+        else:
+            (folder / name).write_bytes(content)
+    return {name: hashlib.sha256(content).hexdigest() for name, content in contents.items()}
+
+
+@pytest.fixture
+def small_mirror(tmp_path):
+    """(folder, sha256 map) of a small gzip MNIST mirror."""
+    folder = tmp_path / "mirror"
+    return folder, write_small_mnist(folder)
+
+
+@pytest.fixture
+def small_data(tmp_path):
+    """The small synthetic MNIST, cached and loaded on the CPU."""
+    raw = tmp_path / "raw"
+    write_small_mnist(raw, compress=False)
+    cache = tmp_path / "mnist.pt"
+    build_cache(*(raw / name for name in IDX_NAMES), cache)
+    return load_cache(cache)

@@ -1,0 +1,112 @@
+"""Fetching, verifying, parsing and caching MNIST, on small IDX files written by the tests."""
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import IDX_NAMES, idx_bytes, write_small_mnist
+from mnist_sgd.data import DataError, build_cache, fetch_idx, load_cache, parse_idx
+
+NAME = "train-images-idx3-ubyte"
+
+
+def test_fetch_gzip_and_plain_copies_are_verified_and_decompressed(tmp_path):
+    gz_sums = write_small_mnist(tmp_path / "gz", compress=True)
+    plain_sums = write_small_mnist(tmp_path / "plain", compress=False)
+    assert gz_sums == plain_sums
+    for mirror in ("gz", "plain"):
+        dest = tmp_path / f"out-{mirror}"
+        source = fetch_idx(NAME, [str(tmp_path / mirror)], gz_sums[NAME], dest)
+        assert source.endswith(".gz") == (mirror == "gz")
+        assert parse_idx(dest.read_bytes()).shape == (300, 28, 28)
+
+
+def test_a_bad_mirror_is_skipped_for_a_good_one_later_in_the_list(tmp_path, small_mirror):
+    good, sums = small_mirror
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / f"{NAME}.gz").write_bytes(gzip.compress(b"not mnist"))
+    dest = tmp_path / "out"
+    source = fetch_idx(NAME, [str(tmp_path / "missing"), str(bad), str(good)], sums[NAME], dest)
+    assert source == str(good / f"{NAME}.gz")
+    assert dest.exists()
+
+
+def test_no_good_copy_lists_every_attempt_and_how_to_use_a_local_copy(tmp_path, small_mirror):
+    good, sums = small_mirror
+    dest = tmp_path / "out"
+    with pytest.raises(DataError) as err:
+        fetch_idx(NAME, [str(tmp_path / "nowhere"), "file:///nonexistent/mnist/"], "0" * 64, dest)
+    message = str(err.value)
+    assert f"{tmp_path / 'nowhere' / NAME}.gz: no such file" in message
+    assert "file:///nonexistent/mnist/" + NAME in message
+    assert "data_mirror=" in message
+    with pytest.raises(DataError, match="SHA-256 of the content is"):
+        fetch_idx(NAME, [str(good)], "0" * 64, dest)
+    assert not dest.exists()
+    assert list(tmp_path.glob(".out.*")) == []  # no half-written temporary left behind
+
+
+def test_truncated_gzip_is_rejected(tmp_path, small_mirror):
+    good, sums = small_mirror
+    data = (good / f"{NAME}.gz").read_bytes()
+    bad = tmp_path / "truncated"
+    bad.mkdir()
+    (bad / f"{NAME}.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="truncated or corrupt gzip"):
+        fetch_idx(NAME, [str(bad)], sums[NAME], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda b: b"\x00\x00\x08\x02" + b[4:], "bad IDX magic number"),
+        (lambda b: b"\x12\x34" + b[2:], "bad IDX magic number"),
+        (lambda b: b[:-1], "truncated or padded"),
+        (lambda b: b + b"\x00", "truncated or padded"),
+        (lambda b: b[:6], "truncated IDX header"),
+        (lambda b: b[:3], "too short"),
+    ],
+)
+def test_malformed_idx_is_rejected(mutate, message):
+    good = idx_bytes(np.zeros((2, 28, 28)))
+    assert parse_idx(good).shape == (2, 28, 28)
+    with pytest.raises(DataError, match=message):
+        parse_idx(mutate(good))
+
+
+def test_images_of_the_wrong_shape_are_rejected():
+    with pytest.raises(DataError, match="expected 28x28"):
+        parse_idx(idx_bytes(np.zeros((2, 27, 28))))
+
+
+def test_cache_holds_flattened_scaled_images_one_hot_targets_and_int_labels(tmp_path):
+    write_small_mnist(tmp_path, compress=False)
+    build_cache(*(tmp_path / n for n in IDX_NAMES), tmp_path / "mnist.pt")
+    data = load_cache(tmp_path / "mnist.pt")
+    raw_images = parse_idx((tmp_path / IDX_NAMES[0]).read_bytes())
+    raw_labels = parse_idx((tmp_path / IDX_NAMES[1]).read_bytes())
+    assert data.train_images.shape == (300, 784) and data.train_images.dtype == torch.float32
+    assert data.test_images.shape == (100, 784)
+    assert torch.equal(data.train_images, raw_images.reshape(300, 784).float() / 255)
+    assert 0 <= data.train_images.min() and data.train_images.max() <= 1
+    assert torch.equal(data.train_targets.argmax(1), raw_labels.long())
+    assert torch.equal(data.train_targets.sum(1), torch.ones(300))
+    assert data.test_labels.dtype == torch.int64
+
+
+def test_mismatched_image_and_label_counts_are_rejected(tmp_path):
+    write_small_mnist(tmp_path, compress=False)
+    (tmp_path / IDX_NAMES[1]).write_bytes(idx_bytes(np.zeros(299)))
+    with pytest.raises(DataError, match="300 images but .* 299 labels"):
+        build_cache(*(tmp_path / n for n in IDX_NAMES), tmp_path / "mnist.pt")
+    assert not (tmp_path / "mnist.pt").exists()
+
+
+def test_a_corrupt_cache_is_reported_with_the_fix(tmp_path):
+    (tmp_path / "mnist.pt").write_bytes(b"half a file")
+    with pytest.raises(DataError, match="delete it and rerun"):
+        load_cache(tmp_path / "mnist.pt")

@@ -1,0 +1,109 @@
+"""The study's math against autograd and plain references."""
+
+import pytest
+import torch
+
+from mnist_sgd.sgd import (
+    EVAL_BLOCK,
+    AccuracyRecorder,
+    ScratchSGD,
+    TorchSGD,
+    epoch_batches,
+    least_squares_gradient,
+    least_squares_loss,
+    uniform_batches,
+)
+
+
+def random_problem(batch_size=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch_size, 784, generator=g, dtype=torch.float64)
+    targets = torch.nn.functional.one_hot(torch.randint(10, (batch_size,), generator=g), 10).double()
+    weight = torch.randn(784, 10, generator=g, dtype=torch.float64) * 0.01
+    return images, targets, weight
+
+
+def test_gradient_is_the_autograd_gradient_of_the_loss():
+    images, targets, weight = random_problem()
+    weight.requires_grad_(True)
+    loss = least_squares_loss(images, targets, weight)
+    (autograd,) = torch.autograd.grad(loss, weight)
+    torch.testing.assert_close(least_squares_gradient(images, targets, weight.detach()), autograd)
+
+
+def test_loss_is_half_the_mean_squared_row_norm():
+    images, targets, weight = random_problem(batch_size=5)
+    expected = 0.5 * sum(((targets[i] - images[i] @ weight) ** 2).sum() for i in range(5)) / 5
+    torch.testing.assert_close(least_squares_loss(images, targets, weight), expected)
+
+
+def test_scratch_step_returns_the_loss_before_and_takes_one_gradient_step():
+    images, targets, _ = random_problem()
+    images, targets = images.float(), targets.float()
+    sgd = ScratchSGD(lr=0.05, device="cpu")
+    sgd.weight += 0.01
+    before = sgd.weight.clone()
+    loss = sgd.step(images, targets)
+    torch.testing.assert_close(loss, least_squares_loss(images, targets, before))
+    torch.testing.assert_close(sgd.weight, before - 0.05 * least_squares_gradient(images, targets, before))
+
+
+def test_torch_sgd_is_scratch_sgd_with_the_mse_scaling():
+    # MSELoss averages over batch * 10 outputs and has no 1/2: its gradient is 2/10 of the scratch one,
+    # so torch.optim with lr equals the scratch update with lr * 0.2, both from zero.
+    images, targets, _ = random_problem(batch_size=20)
+    images, targets = images.float(), targets.float()
+    scratch, torch_sgd = ScratchSGD(lr=0.02, device="cpu"), TorchSGD(lr=0.1, device="cpu")
+    assert torch.equal(torch_sgd.weight, scratch.weight)
+    for _ in range(5):
+        scratch_loss = scratch.step(images, targets)
+        torch_loss = torch_sgd.step(images, targets)
+        torch.testing.assert_close(torch_loss, scratch_loss * 2 / 10)
+        torch.testing.assert_close(torch_sgd.weight, scratch.weight)
+
+
+@pytest.mark.parametrize("snapshots", [1, EVAL_BLOCK - 1, EVAL_BLOCK, 2 * EVAL_BLOCK + 3])
+def test_blocked_accuracy_equals_one_evaluation_per_snapshot(snapshots):
+    g = torch.Generator().manual_seed(snapshots)
+    test_images = torch.rand(50, 784, generator=g)
+    test_labels = torch.randint(10, (50,), generator=g)
+    weights = torch.randn(snapshots, 784, 10, generator=g)
+    recorder = AccuracyRecorder(test_images, test_labels, iterations=snapshots + 2)
+    for i, weight in enumerate(weights):
+        recorder.record(i + 1, weight)  # iteration 0 and the last are left out
+    counts = recorder.correct()
+    expected = [int(((test_images @ w).argmax(1) == test_labels).sum()) for w in weights]
+    assert counts.tolist() == [-1] + expected + [-1]
+
+
+def test_uniform_batches_draw_with_replacement_reproducibly():
+    def draw(seed):
+        g = torch.Generator().manual_seed(seed)
+        return [(i, s) for i, s in uniform_batches(20, batch_size=50, iterations=30, generator=g)]
+
+    blocks = draw(0)
+    indices = torch.cat([i for i, _ in blocks])
+    assert sum(sum(s) for _, s in blocks) == indices.numel() == 30 * 50
+    assert all(size == 50 for _, sizes in blocks for size in sizes)
+    assert 0 <= indices.min() and indices.max() < 20
+    assert len(indices.unique()) == 20  # 1500 draws from 20: every sample appears, repeats happen
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(blocks, draw(0)))
+    assert not torch.equal(indices, torch.cat([i for i, _ in draw(1)]))
+
+
+def test_uniform_batches_come_in_bounded_blocks():
+    g = torch.Generator().manual_seed(0)
+    blocks = list(uniform_batches(10, batch_size=100_000, iterations=25, generator=g))
+    assert sum(len(s) for _, s in blocks) == 25
+    assert all(i.numel() <= max(100_000, 1 << 20) for i, _ in blocks)
+
+
+def test_epoch_batches_visit_every_sample_once_per_epoch():
+    g = torch.Generator().manual_seed(0)
+    blocks = list(epoch_batches(10, batch_size=4, iterations=7, generator=g))
+    sizes = [s for _, sizes in blocks for s in sizes]
+    assert sizes == [4, 4, 2, 4, 4, 2, 4]  # the last batch of an epoch keeps the remainder
+    first, second = (torch.sort(i).values for i, _ in blocks[:2])
+    assert torch.equal(first, torch.arange(10)) and torch.equal(second, torch.arange(10))
+    assert not torch.equal(blocks[0][0], blocks[1][0])  # reshuffled every epoch
+    assert blocks[2][0].numel() == 4

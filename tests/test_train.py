@@ -1,0 +1,126 @@
+"""The training program: reproducibility, subsets, the reference algorithm, outputs and errors."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mnist_sgd.reference import reference_train
+from mnist_sgd.train import ConfigError, TrainConfig, main, seeded_generator, train, training_set, write_metrics
+
+QUIET = dict(log=lambda message: None)
+
+
+def assert_same_curves(result, reference):
+    np.testing.assert_allclose(result.train_loss, reference.train_loss, rtol=1e-5, atol=1e-7)
+    assert np.array_equal(result.test_correct, reference.test_correct)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TrainConfig(impl="scratch", batch_size=1, iterations=120, lr=0.01),
+        TrainConfig(impl="scratch", batch_size=16, iterations=250, lr=0.01),
+        TrainConfig(impl="scratch", train_size=40, batch_size=40, iterations=120, lr=0.01, seed=3),
+        TrainConfig(impl="torch", batch_size=32, iterations=120, lr=0.05),
+    ],
+    ids=["batch1", "batch16", "subset40", "torch"],
+)
+def test_training_equals_the_seeds_algorithm(small_data, config):
+    result = train(small_data, config, **QUIET)
+    reference = reference_train(small_data, config)
+    assert_same_curves(result, reference)
+    assert result.test_accuracy[-1] > 0.5  # the synthetic classes are learnable: a real run, not noise
+
+
+def test_same_seed_same_curves_other_seed_other_curves(small_data):
+    config = TrainConfig(batch_size=8, iterations=50, lr=0.01, seed=5)
+    first, second = train(small_data, config, **QUIET), train(small_data, config, **QUIET)
+    assert np.array_equal(first.train_loss, second.train_loss)
+    assert np.array_equal(first.test_correct, second.test_correct)
+    other = train(small_data, TrainConfig(batch_size=8, iterations=50, lr=0.01, seed=6), **QUIET)
+    assert not np.array_equal(first.train_loss, other.train_loss)
+
+
+def test_subsets_are_seeded_and_of_the_requested_size(small_data):
+    def subset(seed, size=50):
+        images, targets = training_set(small_data, size, seeded_generator(seed))
+        assert images.shape == (size, 784) and targets.shape == (size, 10)
+        return images
+
+    assert torch.equal(subset(0), subset(0))
+    assert not torch.equal(subset(0), subset(1))
+    rows = {tuple(r) for r in small_data.train_images.tolist()}
+    assert all(tuple(r) in rows for r in subset(0).tolist())
+    assert len({tuple(r) for r in subset(0, size=300).tolist()}) == len(rows)  # all: every image
+
+
+def test_the_first_row_is_the_zero_model(small_data):
+    result = train(small_data, TrainConfig(batch_size=4, iterations=3), **QUIET)
+    assert result.train_loss[0] == pytest.approx(0.5)  # 0.5 * ||Y||^2 / b with one-hot rows
+    zeros = int((small_data.test_labels == 0).sum())  # argmax of all-zero logits is class 0
+    assert result.test_correct[0] == zeros
+
+
+def test_eval_every_skips_evaluations_but_keeps_the_last(small_data):
+    every = train(small_data, TrainConfig(batch_size=4, iterations=23, eval_every=1), **QUIET)
+    sparse = train(small_data, TrainConfig(batch_size=4, iterations=23, eval_every=5), **QUIET)
+    evaluated = np.flatnonzero(sparse.test_correct >= 0)
+    assert evaluated.tolist() == [0, 5, 10, 15, 20, 22]
+    assert np.array_equal(sparse.test_correct[evaluated], every.test_correct[evaluated])
+    assert np.isnan(sparse.test_accuracy[1])
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (TrainConfig(impl="adam"), "impl='adam'"),
+        (TrainConfig(batch_size=0), "batch_size=0"),
+        (TrainConfig(iterations=0), "iterations=0"),
+        (TrainConfig(eval_every=0), "eval_every=0"),
+        (TrainConfig(lr=float("nan")), "lr=nan"),
+        (TrainConfig(lr=-1.0), "lr=-1.0"),
+        (TrainConfig(train_size=301), "larger than the 300 training images"),
+        (TrainConfig(device="tpu"), "device='tpu'"),
+    ],
+)
+def test_bad_parameters_are_refused_with_the_key_and_the_rule(small_data, config, message):
+    with pytest.raises(ConfigError, match=message):
+        train(small_data, config, **QUIET)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="CUDA is not available"):
+        main(["--data", "x.pt", "--metrics", "m.csv", "--info", "i.json", "--device", "cuda"])
+
+
+def test_command_line_writes_metrics_and_info(tmp_path, small_data):
+    torch.save(
+        {"version": 1, **{k: v.clone() for k, v in vars(small_data).items()}}, tmp_path / "cli.pt"
+    )
+    metrics, info = tmp_path / "out" / "metrics.csv", tmp_path / "out" / "run.json"
+    main(["--data", str(tmp_path / "cli.pt"), "--metrics", str(metrics), "--info", str(info),
+          "--impl", "scratch", "--train-size", "100", "--batch-size", "10", "--iterations", "30",
+          "--lr", "0.01", "--seed", "2", "--device", "cpu", "--threads", "1"])
+    table = pd.read_csv(metrics)
+    assert list(table.columns) == ["iteration", "train_loss", "test_accuracy", "seconds"]
+    assert table["iteration"].tolist() == list(range(1, 31))
+    assert table["seconds"].is_monotonic_increasing
+    record = json.loads(info.read_text())
+    assert record["params"]["train_size"] == 100 and record["resolved"]["device"] == "cpu"
+    assert record["final_test_accuracy"] == table["test_accuracy"].iloc[-1]
+    assert record["best_test_accuracy"] == table["test_accuracy"].max()
+    assert record["final_train_loss"] == pytest.approx(table["train_loss"].iloc[-1], rel=1e-7)
+    expected = train(small_data, TrainConfig(train_size=100, batch_size=10, iterations=30, lr=0.01, seed=2,
+                                             device="cpu"), **QUIET)
+    np.testing.assert_array_equal(table["train_loss"].to_numpy(np.float32), expected.train_loss)
+
+
+def test_metrics_csv_leaves_unevaluated_accuracy_empty(tmp_path, small_data):
+    result = train(small_data, TrainConfig(batch_size=4, iterations=4, eval_every=3), **QUIET)
+    write_metrics(tmp_path / "m.csv", result)
+    lines = (tmp_path / "m.csv").read_text().splitlines()
+    assert lines[2].split(",")[2] == "" and lines[4].split(",")[2] != ""

@@ -1,0 +1,166 @@
+"""End to end: the real `snakemake` CLI on a copy of the workflow and a small MNIST the test writes."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, write_small_mnist
+
+WORKFLOW_PARTS = ["Snakefile", "workflow", "config", "envs", "profiles"]
+RUNS = [
+    "scratch/trainall_batch1_lr0.01_it40_seed0",
+    "scratch/trainall_batch10_lr0.01_it40_seed0",
+    "scratch/train50_batch50_lr0.01_it40_seed0",
+    "scratch/train100_batch100_lr0.01_it40_seed0",
+    "torch/trainall_batch25_lr0.05_it40_seed1",
+]
+
+
+def small_config(mirror, sha256):
+    return {
+        "data_mirror": str(mirror),
+        "mirrors": [],
+        "data_sha256": sha256,
+        "sweeps": {
+            "batch_size": {"title": "Batch sizes", "impl": "scratch", "train_sizes": ["all"],
+                           "batch_sizes": [1, 10], "iterations": 40, "lr": 0.01, "seeds": [0]},
+            "train_size": {"title": "Subsets", "impl": "scratch", "train_sizes": [50, 100],
+                           "batch_sizes": ["train_size"], "iterations": 40, "lr": 0.01, "seeds": [0]},
+            "torch_optim": {"impl": "torch", "train_sizes": ["all"], "batch_sizes": [25],
+                            "iterations": 40, "lr": 0.05, "seeds": [1]},
+        },
+        "figures": {"formats": ["png", "svg"], "dpi": 40},
+    }
+
+
+def copy_workflow(destination):
+    for part in WORKFLOW_PARTS:
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, destination / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, destination / part)
+
+
+def snakemake(workdir, *args, timeout=600):
+    """Run the snakemake CLI in `workdir`; return the completed process (stdout and stderr merged)."""
+    return subprocess.run(
+        ["timeout", "-k", "10", str(timeout), sys.executable, "-m", "snakemake", *args],
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A copy of the workflow configured for a small MNIST mirror, not yet run."""
+    root = tmp_path_factory.mktemp("workflow")
+    copy_workflow(root)
+    sha256 = write_small_mnist(root / "mirror", num_train=300, num_test=100)
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(small_config(root / "mirror", sha256), sort_keys=False))
+    return root
+
+
+@pytest.fixture(scope="module")
+def completed(workdir):
+    """The workflow after `snakemake --cores 2 all`."""
+    result = snakemake(workdir, "--cores", "2", "all")
+    assert result.returncode == 0, result.stdout
+    return workdir, result.stdout
+
+
+def test_every_expected_output_is_written(completed):
+    workdir, log = completed
+    assert "Using workflow specific profile profiles/default" in log
+    results = workdir / "results"
+    for run in RUNS:
+        for name in ("metrics.csv", "run.json"):
+            assert (results / "runs" / run / name).stat().st_size > 0
+        assert (results / "logs" / "train" / f"{run}.log").exists()
+        assert (results / "benchmarks" / "train" / f"{run}.tsv").exists()
+    figures = [f"runs/{run}" for run in RUNS] + [
+        f"{sweep}/{kind}" for sweep in ("batch_size", "train_size", "torch_optim")
+        for kind in ("curves", "final_accuracy")
+    ] + ["wall_time"]
+    for figure in figures:
+        assert (results / "figures" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert b"<svg" in (results / "figures" / f"{figure}.svg").read_bytes()[:1000]
+    assert not list(results.glob("figures/**/*.pdf"))  # only the configured formats
+    produced = {p.relative_to(results / "figures").with_suffix("").as_posix()
+                for p in (results / "figures").rglob("*.png")}
+    assert produced == set(figures)
+
+
+def test_summary_has_one_row_per_run_matching_its_metrics(completed):
+    workdir, _ = completed
+    summary = pd.read_csv(workdir / "results" / "summary.csv")
+    assert summary["run"].tolist() == RUNS
+    required = ["impl", "train_size", "batch_size", "seed", "iterations", "lr", "final_train_loss",
+                "final_test_accuracy", "best_test_accuracy", "wall_seconds", "seconds_per_iteration", "device"]
+    assert set(required) <= set(summary.columns)
+    assert summary["train_size"].tolist() == [300, 300, 50, 100, 300]
+    assert summary["batch_size"].tolist() == [1, 10, 50, 100, 25]
+    assert summary["sweeps"].tolist() == ["batch_size"] * 2 + ["train_size"] * 2 + ["torch_optim"]
+    assert (summary["device"] == "cpu").all()
+    for row in summary.itertuples():
+        metrics = pd.read_csv(workdir / "results" / "runs" / row.run / "metrics.csv")
+        assert len(metrics) == row.iterations == 40
+        assert row.final_test_accuracy == metrics["test_accuracy"].iloc[-1]
+        assert row.best_test_accuracy == metrics["test_accuracy"].max()
+        assert row.final_train_loss == pytest.approx(metrics["train_loss"].iloc[-1], rel=1e-6)
+        assert row.seconds_per_iteration == pytest.approx(row.wall_seconds / 40)
+        assert row.final_test_accuracy > 0.5  # the synthetic digits are learnable
+
+
+def test_a_run_through_the_workflow_equals_the_program_run_directly(completed, tmp_path):
+    workdir, _ = completed
+    run = workdir / "results" / "runs" / RUNS[2]
+    subprocess.run(
+        [sys.executable, "-m", "mnist_sgd.train", "--data", str(workdir / "results/data/mnist.pt"),
+         "--metrics", str(tmp_path / "m.csv"), "--info", str(tmp_path / "i.json"), "--train-size", "50",
+         "--batch-size", "50", "--iterations", "40", "--lr", "0.01", "--seed", "0"],
+        check=True, capture_output=True,
+    )
+    direct, workflow = pd.read_csv(tmp_path / "m.csv"), pd.read_csv(run / "metrics.csv")
+    pd.testing.assert_frame_equal(direct.drop(columns="seconds"), workflow.drop(columns="seconds"))
+    assert json.loads((tmp_path / "i.json").read_text())["params"] == json.loads(
+        (run / "run.json").read_text())["params"]
+
+
+def test_a_second_run_has_nothing_to_do(completed):
+    workdir, _ = completed
+    result = snakemake(workdir, "-n", "all")
+    assert result.returncode == 0, result.stdout
+    assert "Nothing to be done" in result.stdout
+
+
+def test_lint_is_clean(workdir):
+    result = snakemake(workdir, "--lint")
+    assert result.returncode == 0, result.stdout
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout, result.stdout
+
+
+def test_snakefmt_is_clean():
+    files = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *map(str, files)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("batch_szie=3", "batch_szie"),
+        ("device=tpu", "tpu"),
+        ("data_mirror=/nonexistent/mnist", "data_mirror='/nonexistent/mnist': no such folder"),
+    ],
+)
+def test_bad_config_fails_before_any_job(workdir, override, message):
+    result = snakemake(workdir, "-n", "--config", override)
+    assert result.returncode != 0
+    assert message in result.stdout, result.stdout
+    assert "Job stats" not in result.stdout

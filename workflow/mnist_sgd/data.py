@@ -1,0 +1,183 @@
+"""MNIST: fetch the IDX files from mirrors, verify them, parse them strictly, and cache the tensors.
+
+Every training job reads the cache written by `build_cache` through `load_cache`; nothing else
+touches the raw files.
+"""
+
+import gzip
+import hashlib
+import struct
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .files import atomic_path
+
+# SHA-256 of the decompressed bytes; the same for every correct copy of MNIST, gzip or not.
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+# The public mirrors torchvision's MNIST dataset downloads from, in its order.
+TORCHVISION_MIRRORS = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+]
+IMAGE_SIDE = 28
+NUM_FEATURES = IMAGE_SIDE * IMAGE_SIDE
+NUM_CLASSES = 10
+_IDX_UBYTE = 0x08
+_CACHE_VERSION = 1
+LOCAL_COPY_HINT = (
+    "To use a local copy of MNIST (the four IDX files, gzip or plain), point the workflow at its "
+    "folder: snakemake --config data_mirror=/path/to/mnist ..."
+)
+
+
+class DataError(RuntimeError):
+    """A data file is missing, unreadable or not the expected MNIST content."""
+
+
+@dataclass
+class MNIST:
+    """The formatted data set: images flattened to 784 floats in [0, 1]."""
+
+    train_images: torch.Tensor  # (n_train, 784) float32
+    train_targets: torch.Tensor  # (n_train, 10) float32 one-hot
+    test_images: torch.Tensor  # (n_test, 784) float32
+    test_labels: torch.Tensor  # (n_test,) int64
+
+    def to(self, device):
+        """Return a copy with every tensor on `device`."""
+        return MNIST(**{k: v.to(device) for k, v in vars(self).items()})
+
+
+def _read_source(location, timeout):
+    """Return the bytes at a local path or a URL."""
+    if "://" in location:
+        with urllib.request.urlopen(location, timeout=timeout) as response:
+            return response.read()
+    return Path(location).read_bytes()
+
+
+def _decompress(raw):
+    """Return `raw` gunzipped if it is gzip data, else unchanged."""
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (EOFError, OSError, zlib.error) as err:
+        raise DataError(f"truncated or corrupt gzip data ({err})") from err
+
+
+def _join(mirror, filename):
+    return mirror.rstrip("/") + "/" + filename if "://" in mirror else str(Path(mirror) / filename)
+
+
+def fetch_idx(name, mirrors, sha256, destination, timeout=60):
+    """Fetch IDX file `name` from the first mirror that has a verified copy; write it to `destination`.
+
+    Each mirror is tried for `name.gz`, then `name`. The decompressed bytes must hash to `sha256`
+    and parse as an IDX file; on success they are written atomically. If no mirror has a good copy,
+    raise DataError listing every attempt and how to use a local copy.
+    """
+    attempts = []
+    for mirror in mirrors:
+        for filename in (name + ".gz", name):
+            location = _join(mirror, filename)
+            try:
+                data = _decompress(_read_source(location, timeout))
+            except FileNotFoundError:
+                attempts.append(f"{location}: no such file")
+                continue
+            except (OSError, urllib.error.URLError, ValueError, DataError) as err:
+                attempts.append(f"{location}: {err}")
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != sha256:
+                attempts.append(f"{location}: SHA-256 of the content is {digest}, expected {sha256}")
+                continue
+            try:
+                parse_idx(data, origin=location)
+            except DataError as err:
+                attempts.append(str(err))
+                continue
+            with atomic_path(destination) as tmp:
+                tmp.write_bytes(data)
+            return location
+    tried = "\n".join(f"  - {a}" for a in attempts) or "  (no mirrors configured)"
+    raise DataError(f"no verified copy of MNIST file '{name}' found. Tried:\n{tried}\n{LOCAL_COPY_HINT}")
+
+
+def parse_idx(data, origin="<bytes>"):
+    """Parse IDX bytes of unsigned bytes into a uint8 tensor, checking magic number, dimensions and size."""
+    if len(data) < 4:
+        raise DataError(f"{origin}: {len(data)} bytes, too short for an IDX header")
+    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype != _IDX_UBYTE or ndim not in (1, 3):
+        raise DataError(
+            f"{origin}: bad IDX magic number 0x{data[:4].hex()}; expected 0x00000801 (labels) "
+            "or 0x00000803 (images)"
+        )
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{origin}: truncated IDX header")
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    if ndim == 3 and dims[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        raise DataError(f"{origin}: images are {dims[1]}x{dims[2]}, expected {IMAGE_SIDE}x{IMAGE_SIDE}")
+    count = 1
+    for d in dims:
+        count *= d
+    if len(data) != header + count:
+        raise DataError(
+            f"{origin}: {len(data)} bytes, but the header {dims} implies {header + count} (truncated or padded)"
+        )
+    return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).reshape(dims)
+
+
+def _read_pair(images_path, labels_path):
+    images = parse_idx(Path(images_path).read_bytes(), origin=str(images_path))
+    labels = parse_idx(Path(labels_path).read_bytes(), origin=str(labels_path))
+    if images.dim() != 3 or labels.dim() != 1:
+        raise DataError(f"{images_path} must hold images and {labels_path} labels; they are swapped or wrong")
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(f"{images_path} holds {images.shape[0]} images but {labels_path} {labels.shape[0]} labels")
+    if labels.numel() and int(labels.max()) >= NUM_CLASSES:
+        raise DataError(f"{labels_path}: label {int(labels.max())} is not a digit 0-9")
+    # As torchvision's ToTensor: uint8 -> float32 divided by 255, then flattened.
+    return images.reshape(len(images), -1).to(torch.float32).div(255), labels.to(torch.int64)
+
+
+def build_cache(train_images, train_labels, test_images, test_labels, destination):
+    """Parse the four IDX files and save the formatted tensors to `destination` atomically."""
+    x_train, y_train = _read_pair(train_images, train_labels)
+    x_test, y_test = _read_pair(test_images, test_labels)
+    tensors = {
+        "version": _CACHE_VERSION,
+        "train_images": x_train,
+        "train_targets": torch.nn.functional.one_hot(y_train, NUM_CLASSES).to(torch.float32),
+        "test_images": x_test,
+        "test_labels": y_test,
+    }
+    with atomic_path(destination) as tmp:
+        torch.save(tensors, tmp)
+
+
+def load_cache(path, device="cpu"):
+    """Load the tensors written by `build_cache` onto `device`."""
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, EOFError, ValueError) as err:
+        raise DataError(f"{path}: unreadable data cache ({err}); delete it and rerun the workflow") from err
+    if not isinstance(stored, dict) or stored.get("version") != _CACHE_VERSION:
+        raise DataError(f"{path}: not a data cache of this version; delete it and rerun the workflow")
+    data = MNIST(**{k: stored[k] for k in MNIST.__dataclass_fields__})
+    if data.train_images.shape[1:] != (NUM_FEATURES,) or data.test_images.shape[1:] != (NUM_FEATURES,):
+        raise DataError(f"{path}: images are not flattened to {NUM_FEATURES} features")
+    return data.to(device)

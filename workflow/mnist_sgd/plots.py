@@ -1,0 +1,96 @@
+"""The study's figures. Every function takes plain data and the output paths (one per format)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .files import atomic_path  # noqa: E402
+
+# Loss curves of small batches are noisy; overlays draw this rolling mean over the raw curve.
+SMOOTHING_WINDOW = 50
+
+
+def read_metrics(path):
+    """A run's metrics CSV as a DataFrame (test_accuracy NaN where not evaluated)."""
+    return pd.read_csv(path)
+
+
+def describe_run(info):
+    """One line naming a run's parameters, for titles and captions."""
+    params, resolved = info["params"], info["resolved"]
+    impl = "from-scratch SGD" if params["impl"] == "scratch" else "torch.optim SGD"
+    return (
+        f"{impl}: batch size {params['batch_size']}, {params['iterations']} iterations, "
+        f"learning rate {params['lr']:g}, {resolved['train_size']} training images, seed {params['seed']}"
+    )
+
+
+def save(fig, paths, dpi):
+    """Write `fig` to every path (format from the suffix), atomically, and close it."""
+    for path in paths:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=str(path).rsplit(".", 1)[1], bbox_inches="tight")
+    plt.close(fig)
+
+
+def _curve_axes(title):
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(14, 4.5))
+    loss_ax.set(title="Training loss of each batch vs. iteration", xlabel="iteration",
+                ylabel="training loss (batch)", yscale="log")
+    acc_ax.set(title="Test accuracy vs. iteration", xlabel="iteration",
+               ylabel="test accuracy (10000 images)")
+    fig.suptitle(title)
+    return fig, loss_ax, acc_ax
+
+
+def _accuracy_points(metrics):
+    evaluated = metrics.dropna(subset=["test_accuracy"])
+    return evaluated["iteration"], evaluated["test_accuracy"]
+
+
+def plot_run(metrics, info, paths, dpi=150):
+    """The seed's side-by-side figure: loss and test accuracy vs. iteration for one run."""
+    fig, loss_ax, acc_ax = _curve_axes(describe_run(info))
+    loss_ax.plot(metrics["iteration"], metrics["train_loss"], linewidth=0.6)
+    acc_ax.plot(*_accuracy_points(metrics), linewidth=0.8)
+    final = info["final_test_accuracy"]
+    acc_ax.axhline(final, color="grey", linestyle=":", linewidth=0.8)
+    acc_ax.annotate(f"final {final:.4f}", (1.0, final), xycoords=("axes fraction", "data"),
+                    ha="right", va="bottom", fontsize=9)
+    save(fig, paths, dpi)
+
+
+def plot_overlay(runs, title, paths, dpi=150):
+    """Loss and accuracy curves of several runs on shared axes; `runs` is a list of (label, metrics)."""
+    fig, loss_ax, acc_ax = _curve_axes(f"{title}: loss (rolling mean over {SMOOTHING_WINDOW} iterations) "
+                                       "and test accuracy")
+    for label, metrics in runs:
+        smoothed = metrics["train_loss"].rolling(SMOOTHING_WINDOW, min_periods=1).mean()
+        line, = loss_ax.plot(metrics["iteration"], smoothed, linewidth=1, label=label)
+        acc_ax.plot(*_accuracy_points(metrics), linewidth=0.8, color=line.get_color(), label=label)
+    acc_ax.legend(loc="lower right")
+    save(fig, paths, dpi)
+
+
+def plot_final_accuracy(labels, accuracies, title, paths, dpi=150):
+    """Bar chart of each run's final test accuracy."""
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(labels)), 4.5))
+    bars = ax.bar(range(len(labels)), accuracies, alpha=0.7)
+    ax.bar_label(bars, labels=[f"{a:.4f}" for a in accuracies], fontsize=9)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set(title=f"{title}: final test accuracy", ylabel="test accuracy at the last iteration", ylim=(0, 1))
+    save(fig, paths, dpi)
+
+
+def plot_wall_time(summary, paths, dpi=150):
+    """Horizontal bar chart of each run's training wall time."""
+    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.4 * len(summary)))
+    bars = ax.barh(summary["run"], summary["wall_seconds"], alpha=0.7)
+    ax.bar_label(bars, labels=[f"{s:.2f} s on {d}" for s, d in zip(summary["wall_seconds"], summary["device"])],
+                 fontsize=8, padding=2)
+    ax.invert_yaxis()
+    ax.set(title="Training wall time per run (data loading excluded)", xlabel="seconds")
+    ax.margins(x=0.3)
+    save(fig, paths, dpi)

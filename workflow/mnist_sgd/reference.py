@@ -1,0 +1,74 @@
+"""A plain reference of the seed's algorithms, kept for tests and benchmarks.
+
+It uses the seed's formulas as written (per-iteration test evaluation, `torch.linalg.norm` loss, a
+new weight tensor every step) and the same subset and batches as `mnist_sgd.train`, so the two must
+produce the same curves: loss within float tolerance, accuracy identical except where two classes
+tie to rounding.
+"""
+
+import time
+
+import numpy as np
+import torch
+
+from .data import NUM_CLASSES, NUM_FEATURES
+from .sgd import SAMPLERS
+from .train import RunResult, seeded_generator, training_set
+
+
+def _gradient(data, label, weight):
+    return torch.matmul(torch.t(data), torch.matmul(data, weight) - label) / data.size(0)
+
+
+def _loss(data, label, weight):
+    inner = label - torch.matmul(data, weight)
+    norm = torch.linalg.norm(inner)
+    return 0.5 * (norm**2) / data.size(0)
+
+
+def _correct(data, label, weight):
+    preds = torch.matmul(data, weight)
+    return torch.sum((label == torch.argmax(preds, dim=1)).int())
+
+
+def reference_train(data, config):
+    """Train like the seed (Task 2 for impl=scratch, Task 6 for impl=torch) on the program's batches."""
+    generator = seeded_generator(config.seed)
+    images, targets = training_set(data, config.train_size, generator)
+    device = images.device
+
+    if config.impl == "scratch":
+        weight = torch.zeros(NUM_FEATURES, NUM_CLASSES, device=device)
+    else:
+        model = torch.nn.Linear(NUM_FEATURES, NUM_CLASSES, bias=False, device=device)
+        torch.nn.init.zeros_(model.weight)
+        criterion = torch.nn.MSELoss()
+        optimizer = torch.optim.SGD(params=model.parameters(), lr=config.lr)
+
+    losses, correct, seconds = [], [], []
+    start = time.perf_counter()
+    for indices, sizes in SAMPLERS[config.impl](images.shape[0], config.batch_size, config.iterations, generator):
+        for batch in torch.split(indices.to(device), sizes):
+            batch_images, batch_targets = images[batch], targets[batch]
+            if config.impl == "scratch":
+                loss = _loss(batch_images, batch_targets, weight)
+                gradient = _gradient(batch_images, batch_targets, weight)
+                correct.append(_correct(data.test_images, data.test_labels, weight).item())
+                weight = weight - config.lr * gradient
+            else:
+                with torch.no_grad():
+                    correct.append(_correct(data.test_images, data.test_labels, model.weight.T).item())
+                optimizer.zero_grad()
+                loss = criterion(model(batch_images), batch_targets)
+                loss.backward()
+                optimizer.step()
+            losses.append(loss.item())
+            seconds.append(time.perf_counter() - start)
+    return RunResult(
+        train_loss=np.array(losses, dtype=np.float32),
+        test_correct=np.array(correct),
+        test_size=data.test_labels.shape[0],
+        seconds=np.array(seconds),
+        wall_seconds=seconds[-1],
+        train_size=images.shape[0],
+    )

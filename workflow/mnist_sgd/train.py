@@ -1,0 +1,245 @@
+"""The one training program every run of the study goes through.
+
+    python -m mnist_sgd.train --data results/data/mnist.pt --impl scratch --batch-size 100 \\
+        --metrics metrics.csv --info run.json
+
+writes a metrics CSV (iteration, train_loss, test_accuracy, seconds) and a JSON of the resolved
+parameters, device, versions and timings. Same parameters and seed give the same loss and accuracy
+columns on the same machine.
+"""
+
+import argparse
+import dataclasses
+import json
+import platform
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from . import __version__
+from .data import load_cache
+from .files import atomic_path, write_text_atomic
+from .sgd import SAMPLERS, UPDATERS, AccuracyRecorder
+
+DEVICES = ("auto", "cpu", "cuda")
+METRIC_COLUMNS = ("iteration", "train_loss", "test_accuracy", "seconds")
+
+
+class ConfigError(ValueError):
+    """A training parameter is out of range."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run. `train_size=None` trains on the whole training set."""
+
+    impl: str = "scratch"
+    train_size: Optional[int] = None
+    batch_size: int = 100
+    iterations: int = 6000
+    lr: float = 0.001
+    seed: int = 0
+    eval_every: int = 1
+    device: str = "auto"
+
+    def validate(self):
+        """Raise ConfigError naming the first bad parameter and what is allowed."""
+        if self.impl not in UPDATERS:
+            raise ConfigError(f"impl={self.impl!r}: must be one of {sorted(UPDATERS)}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device={self.device!r}: must be one of {list(DEVICES)}")
+        for name in ("batch_size", "iterations", "eval_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r}: must be an integer >= 1")
+        if self.train_size is not None and (not isinstance(self.train_size, int) or self.train_size < 1):
+            raise ConfigError(f"train_size={self.train_size!r}: must be an integer >= 1, or all")
+        if not (isinstance(self.lr, (int, float)) and np.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr={self.lr!r}: must be a finite number > 0")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed={self.seed!r}: must be an integer >= 0")
+
+
+@dataclass
+class RunResult:
+    """Per-iteration curves (NumPy, on the host) and timings of one run."""
+
+    train_loss: np.ndarray
+    test_correct: np.ndarray  # -1 where not evaluated
+    test_size: int
+    seconds: np.ndarray
+    wall_seconds: float
+    train_size: int
+
+    @property
+    def test_accuracy(self):
+        """Test accuracy per iteration, NaN where not evaluated."""
+        return np.where(self.test_correct >= 0, self.test_correct / self.test_size, np.nan)
+
+
+def resolve_device(name, log=print):
+    """Map `auto` to CUDA when available, else CPU; refuse `cuda` on a machine without it."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' but CUDA is not available here; use device=auto or device=cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+        log(f"device=auto: using {name}")
+    return torch.device(name)
+
+
+def seeded_generator(seed):
+    """Seed torch's global generators and return the CPU generator that draws subsets and batches.
+
+    Subsets and batches are drawn on the CPU whatever the device, so a run sees the same batches on
+    every machine.
+    """
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def training_set(data, train_size, generator):
+    """The training images and one-hot targets: all of them, or a seeded random subset of `train_size`."""
+    num_train = data.train_images.shape[0]
+    if train_size is None or train_size == num_train:
+        return data.train_images, data.train_targets
+    if train_size > num_train:
+        raise ConfigError(f"train_size={train_size}: larger than the {num_train} training images")
+    subset = torch.randperm(num_train, generator=generator)[:train_size].to(data.train_images.device)
+    return data.train_images[subset], data.train_targets[subset]
+
+
+def train(data, config, log=print):
+    """Train one run on `data` (an MNIST already on the run's device) and return its curves."""
+    config.validate()
+    device = data.train_images.device
+    generator = seeded_generator(config.seed)
+    images, targets = training_set(data, config.train_size, generator)
+    train_size = images.shape[0]
+
+    updater = UPDATERS[config.impl](config.lr, device)
+    batches = SAMPLERS[config.impl](train_size, config.batch_size, config.iterations, generator)
+    recorder = AccuracyRecorder(data.test_images, data.test_labels, config.iterations)
+    losses = torch.empty(config.iterations, device=device)
+    seconds = np.empty(config.iterations)
+    log_every = max(1, config.iterations // 10)
+
+    start = time.perf_counter()
+    iteration = 0
+    for indices, sizes in batches:
+        # One host-to-device copy per block of batches, not one per batch.
+        for batch in torch.split(indices.to(device), sizes):
+            if iteration % config.eval_every == 0 or iteration == config.iterations - 1:
+                recorder.record(iteration, updater.weight)  # accuracy of the weights the loss is taken at
+            losses[iteration] = updater.step(images[batch], targets[batch])
+            seconds[iteration] = time.perf_counter() - start
+            iteration += 1
+            if iteration % log_every == 0:
+                rate = iteration / seconds[iteration - 1]
+                log(
+                    f"iteration {iteration}/{config.iterations}  loss {losses[iteration - 1].item():.5f}  "
+                    f"{rate:.0f} it/s  eta {(config.iterations - iteration) / rate:.1f} s"
+                )
+    correct = recorder.correct().numpy()  # copies every result to the host once
+    train_loss = losses.cpu().numpy()
+    wall_seconds = time.perf_counter() - start
+    seconds[-1] = wall_seconds
+    return RunResult(train_loss, correct, data.test_labels.shape[0], seconds, wall_seconds, train_size)
+
+
+def write_metrics(path, result):
+    """Write the per-iteration CSV atomically; accuracy is left empty where it was not evaluated."""
+    accuracy = result.test_accuracy
+    lines = [",".join(METRIC_COLUMNS)]
+    for i, (loss, acc, sec) in enumerate(zip(result.train_loss.tolist(), accuracy.tolist(), result.seconds)):
+        lines.append(f"{i + 1},{loss!r},{'' if np.isnan(acc) else repr(acc)},{sec:.6f}")
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def run_info(config, result, device, threads, setup_seconds):
+    """The JSON record of a run: resolved parameters, environment and timings."""
+    evaluated = result.test_accuracy[~np.isnan(result.test_accuracy)]
+    return {
+        "params": dataclasses.asdict(config),
+        "resolved": {"train_size": result.train_size, "device": str(device), "threads": threads},
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "versions": {
+            "mnist_sgd": __version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+        },
+        "host": socket.gethostname(),
+        "final_train_loss": float(result.train_loss[-1]),
+        "final_test_accuracy": float(evaluated[-1]),
+        "best_test_accuracy": float(evaluated.max()),
+        "setup_seconds": setup_seconds,
+        "wall_seconds": result.wall_seconds,
+        "seconds_per_iteration": result.wall_seconds / config.iterations,
+    }
+
+
+def run(data_path, metrics_path, info_path, config, threads=None, log=print):
+    """Load the cached data, train one run, and write its metrics CSV and info JSON."""
+    start = time.perf_counter()
+    config.validate()
+    device = resolve_device(config.device, log)
+    if threads:
+        torch.set_num_threads(threads)
+    data = load_cache(data_path, device)
+    log(f"training {config} on {device} with {torch.get_num_threads()} threads")
+    setup_seconds = time.perf_counter() - start
+    result = train(data, config, log)
+    write_metrics(metrics_path, result)
+    info = run_info(config, result, device, torch.get_num_threads(), setup_seconds)
+    with atomic_path(info_path) as tmp:
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+    log(
+        f"done: final test accuracy {info['final_test_accuracy']:.4f}, "
+        f"final loss {info['final_train_loss']:.5f}, {result.wall_seconds:.2f} s"
+    )
+    return info
+
+
+def parse_args(argv=None):
+    """The command line; every knob has a default and a help text."""
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(prog="python -m mnist_sgd.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="data cache written by the workflow (results/data/mnist.pt)")
+    parser.add_argument("--metrics", required=True, help="output metrics CSV")
+    parser.add_argument("--info", required=True, help="output JSON of parameters and timings")
+    parser.add_argument("--impl", choices=sorted(UPDATERS), default=defaults.impl, help="update rule")
+    parser.add_argument(
+        "--train-size", type=lambda s: None if s == "all" else int(s), default=None,
+        help="seeded random subset of the training set, or 'all' (default)",
+    )
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--iterations", type=int, default=defaults.iterations)
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seeds the subset and the batches")
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="test accuracy every N iterations")
+    parser.add_argument("--device", choices=DEVICES, default=defaults.device)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Command-line entry point."""
+    args = parse_args(argv)
+    config = TrainConfig(
+        impl=args.impl, train_size=args.train_size, batch_size=args.batch_size, iterations=args.iterations,
+        lr=args.lr, seed=args.seed, eval_every=args.eval_every, device=args.device,
+    )
+    try:
+        run(args.data, args.metrics, args.info, config, threads=args.threads,
+            log=lambda m: print(m, file=sys.stderr, flush=True))
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()

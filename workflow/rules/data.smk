@@ -1,0 +1,32 @@
+# MNIST: fetch and verify the four IDX files, then cache the formatted tensors once.
+
+
+rule download_mnist:
+    output:
+        "results/data/raw/{idx_file}",
+    log:
+        "results/logs/download_mnist/{idx_file}.log",
+    conda:
+        "../../envs/train.yaml"
+    params:
+        mirrors=([config["data_mirror"]] if config["data_mirror"] else [])
+        + config["mirrors"],
+        sha256=lambda wildcards: config["data_sha256"][wildcards.idx_file],
+    script:
+        "../scripts/download_mnist.py"
+
+
+rule format_mnist:
+    input:
+        train_images="results/data/raw/train-images-idx3-ubyte",
+        train_labels="results/data/raw/train-labels-idx1-ubyte",
+        test_images="results/data/raw/t10k-images-idx3-ubyte",
+        test_labels="results/data/raw/t10k-labels-idx1-ubyte",
+    output:
+        cache="results/data/mnist.pt",
+    log:
+        "results/logs/format_mnist.log",
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/format_mnist.py"
