@@ -37,15 +37,22 @@ def test_loss_is_half_the_mean_squared_row_norm():
     torch.testing.assert_close(least_squares_loss(images, targets, weight), expected)
 
 
-def test_scratch_step_returns_the_loss_before_and_takes_one_gradient_step():
-    images, targets, _ = random_problem()
+@pytest.mark.parametrize(
+    "batch",
+    [torch.tensor([3, 0, 3, 5]), torch.tensor([0, 1, 2, 2, 3, 4, 5, 6, 6, 6])],
+    ids=["gathered", "weighted-by-count"],
+)
+def test_scratch_step_returns_the_loss_before_and_takes_one_gradient_step(batch):
+    images, targets, _ = random_problem(batch_size=7)
     images, targets = images.float(), targets.float()
-    sgd = ScratchSGD(lr=0.05, device="cpu")
+    sgd = ScratchSGD(images, targets, lr=0.05)
     sgd.weight += 0.01
     before = sgd.weight.clone()
-    loss = sgd.step(images, targets)
-    torch.testing.assert_close(loss, least_squares_loss(images, targets, before))
-    torch.testing.assert_close(sgd.weight, before - 0.05 * least_squares_gradient(images, targets, before))
+    loss = sgd.step(batch)
+    batch_images, batch_targets = images[batch], targets[batch]  # repeats count as often as drawn
+    torch.testing.assert_close(loss, least_squares_loss(batch_images, batch_targets, before))
+    expected = before - 0.05 * least_squares_gradient(batch_images, batch_targets, before)
+    torch.testing.assert_close(sgd.weight, expected)
 
 
 def test_torch_sgd_is_scratch_sgd_with_the_mse_scaling():
@@ -53,11 +60,12 @@ def test_torch_sgd_is_scratch_sgd_with_the_mse_scaling():
     # so torch.optim with lr equals the scratch update with lr * 0.2, both from zero.
     images, targets, _ = random_problem(batch_size=20)
     images, targets = images.float(), targets.float()
-    scratch, torch_sgd = ScratchSGD(lr=0.02, device="cpu"), TorchSGD(lr=0.1, device="cpu")
+    scratch, torch_sgd = ScratchSGD(images, targets, lr=0.02), TorchSGD(images, targets, lr=0.1)
     assert torch.equal(torch_sgd.weight, scratch.weight)
-    for _ in range(5):
-        scratch_loss = scratch.step(images, targets)
-        torch_loss = torch_sgd.step(images, targets)
+    for step in range(5):
+        batch = torch.arange(step, step + 8)
+        scratch_loss = scratch.step(batch)
+        torch_loss = torch_sgd.step(batch)
         torch.testing.assert_close(torch_loss, scratch_loss * 2 / 10)
         torch.testing.assert_close(torch_sgd.weight, scratch.weight)
 

@@ -1,6 +1,7 @@
 """End to end: the real `snakemake` CLI on a copy of the workflow and a small MNIST the test writes."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -123,7 +124,7 @@ def test_a_run_through_the_workflow_equals_the_program_run_directly(completed, t
         [sys.executable, "-m", "mnist_sgd.train", "--data", str(workdir / "results/data/mnist.pt"),
          "--metrics", str(tmp_path / "m.csv"), "--info", str(tmp_path / "i.json"), "--train-size", "50",
          "--batch-size", "50", "--iterations", "40", "--lr", "0.01", "--seed", "0"],
-        check=True, capture_output=True,
+        check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
     )
     direct, workflow = pd.read_csv(tmp_path / "m.csv"), pd.read_csv(run / "metrics.csv")
     pd.testing.assert_frame_equal(direct.drop(columns="seconds"), workflow.drop(columns="seconds"))

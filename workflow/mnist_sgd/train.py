@@ -121,7 +121,7 @@ def train(data, config, log=print):
     images, targets = training_set(data, config.train_size, generator)
     train_size = images.shape[0]
 
-    updater = UPDATERS[config.impl](config.lr, device)
+    updater = UPDATERS[config.impl](images, targets, config.lr)
     batches = SAMPLERS[config.impl](train_size, config.batch_size, config.iterations, generator)
     recorder = AccuracyRecorder(data.test_images, data.test_labels, config.iterations)
     losses = torch.empty(config.iterations, device=device)
@@ -135,7 +135,7 @@ def train(data, config, log=print):
         for batch in torch.split(indices.to(device), sizes):
             if iteration % config.eval_every == 0 or iteration == config.iterations - 1:
                 recorder.record(iteration, updater.weight)  # accuracy of the weights the loss is taken at
-            losses[iteration] = updater.step(images[batch], targets[batch])
+            losses[iteration] = updater.step(batch)
             seconds[iteration] = time.perf_counter() - start
             iteration += 1
             if iteration % log_every == 0:

@@ -1,0 +1,67 @@
+"""The default study on the real MNIST, through the real workflow; skipped where MNIST is absent."""
+
+import hashlib
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import REAL_MNIST
+from test_workflow import copy_workflow, snakemake
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (REAL_MNIST / "SHA256SUMS").exists(), reason=f"no MNIST in {REAL_MNIST}"),
+]
+
+# Final test accuracy after 6000 iterations, from the seed's notebook and our runs of its code. A
+# 100-image subset depends strongly on which images are drawn: 0.65-0.71 over seeds 0-7 here, 0.698
+# in the seed's notebook; hence its wider band.
+BANDS = {
+    "scratch/trainall_batch1_lr0.001_it6000_seed0": (0.80, 0.86),
+    "scratch/trainall_batch10_lr0.001_it6000_seed0": (0.84, 0.87),
+    "scratch/trainall_batch100_lr0.001_it6000_seed0": (0.84, 0.87),
+    "scratch/trainall_batch1000_lr0.001_it6000_seed0": (0.84, 0.87),
+    "scratch/train100_batch100_lr0.001_it6000_seed0": (0.63, 0.76),
+    "scratch/train500_batch500_lr0.001_it6000_seed0": (0.78, 0.83),
+    "scratch/train1000_batch1000_lr0.001_it6000_seed0": (0.81, 0.85),
+    "scratch/train10000_batch10000_lr0.001_it6000_seed0": (0.84, 0.87),
+    "torch/trainall_batch100_lr0.001_it6000_seed0": (0.81, 0.84),
+}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """The default configuration run end to end on the real MNIST."""
+    workdir = tmp_path_factory.mktemp("study")
+    copy_workflow(workdir)
+    result = snakemake(workdir, "--cores", "2", "all", "--config", f"data_mirror={REAL_MNIST}", timeout=1800)
+    assert result.returncode == 0, result.stdout
+    return workdir
+
+
+def test_the_default_study_lands_in_the_seeds_accuracy_bands(study):
+    summary = pd.read_csv(study / "results" / "summary.csv").set_index("run")
+    assert sorted(summary.index) == sorted(BANDS)
+    for run, (low, high) in BANDS.items():
+        accuracy = summary.loc[run, "final_test_accuracy"]
+        assert low <= accuracy <= high, f"{run}: final test accuracy {accuracy} outside [{low}, {high}]"
+        assert summary.loc[run, "iterations"] == 6000
+    assert (summary.loc[[r for r in BANDS if "trainall" in r], "train_size"] == 60000).all()
+
+
+def test_the_cached_data_is_the_verified_mnist(study):
+    expected = dict(line.split()[::-1] for line in (REAL_MNIST / "SHA256SUMS").read_text().splitlines())
+    for name, digest in expected.items():
+        assert hashlib.sha256((study / "results/data/raw" / name).read_bytes()).hexdigest() == digest
+    data = torch.load(study / "results/data/mnist.pt", weights_only=True)
+    assert data["train_images"].shape == (60000, 784) and data["test_images"].shape == (10000, 784)
+    assert data["train_targets"].shape == (60000, 10) and data["test_labels"].shape == (10000,)
+    assert float(data["train_images"].min()) == 0.0 and float(data["train_images"].max()) == 1.0
+
+
+def test_every_run_starts_from_the_zero_model(study):
+    for run in BANDS:
+        first = pd.read_csv(study / "results" / "runs" / run / "metrics.csv", nrows=1).iloc[0]
+        assert first["test_accuracy"] == 0.098  # 980 zeros among the 10000 test digits
+        assert first["train_loss"] == pytest.approx(0.5 if run.startswith("scratch") else 0.1)  # MSE: /10
