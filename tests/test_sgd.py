@@ -1,5 +1,6 @@
 """The study's math against autograd and plain references."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,6 +81,7 @@ def test_blocked_accuracy_equals_one_evaluation_per_snapshot(snapshots):
     for i, weight in enumerate(weights):
         recorder.record(i + 1, weight)  # iteration 0 and the last are left out
     counts = recorder.correct()
+    assert isinstance(counts, np.ndarray)
     expected = [int(((test_images @ w).argmax(1) == test_labels).sum()) for w in weights]
     assert counts.tolist() == [-1] + expected + [-1]
 

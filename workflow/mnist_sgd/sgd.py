@@ -4,6 +4,7 @@ The from-scratch SGD (`ScratchSGD`) and the torch.optim version (`TorchSGD`) dif
 update step; everything else (data, batches, evaluation, output) is shared by the training loop.
 """
 
+import numpy as np
 import torch
 
 from .data import NUM_CLASSES, NUM_FEATURES
@@ -37,7 +38,8 @@ class ScratchSGD:
         if 3 * batch_size > 2 * num_rows:
             # The batch covers most rows (with repeats): weighting every row by how often it was drawn
             # reads the training set twice, where gathering a copy of the batch reads it three times.
-            counts = torch.bincount(batch, minlength=num_rows).to(self.weight.dtype)[:, None]
+            # index_add_, not bincount: bincount's output size depends on the data, a device sync.
+            counts = self.images.new_zeros(num_rows, 1).index_add_(0, batch, self.images.new_ones(batch_size, 1))
             images, targets = self.images, self.targets
         else:
             counts = None
@@ -106,38 +108,39 @@ class AccuracyRecorder:
 
     Evaluations never feed back into training, so snapshots are buffered and scored
     `EVAL_BLOCK` at a time with one large product instead of one memory-bound product each.
-    Results stay on the device until `correct()` is called.
+    Scores stay on the device until `correct()` copies them to the host, once.
     """
 
     def __init__(self, test_images, test_labels, iterations):
-        device = test_images.device
         self.test_images = test_images
         self.test_labels = test_labels
-        self.buffer = torch.empty(EVAL_BLOCK, NUM_FEATURES, NUM_CLASSES, device=device)
-        self.pending = []  # iteration numbers (0-based) of the buffered snapshots
-        self.counts = torch.full((iterations,), -1, dtype=torch.int64, device=device)
+        self.iterations = iterations
+        self.buffer = torch.empty(EVAL_BLOCK, NUM_FEATURES, NUM_CLASSES, device=test_images.device)
+        self.buffered = 0
+        self.evaluated = []  # iteration numbers (0-based), in order, on the host
+        self.scores = []  # one device tensor of correct counts per block
 
     def record(self, iteration, weight):
         """Buffer a copy of `weight` as the model at `iteration`."""
-        self.buffer[len(self.pending)].copy_(weight)
-        self.pending.append(iteration)
-        if len(self.pending) == EVAL_BLOCK:
+        self.buffer[self.buffered].copy_(weight)
+        self.buffered += 1
+        self.evaluated.append(iteration)
+        if self.buffered == EVAL_BLOCK:
             self.flush()
 
     def flush(self):
         """Score the buffered snapshots."""
-        if not self.pending:
+        if not self.buffered:
             return
-        k = len(self.pending)
+        k, self.buffered = self.buffered, 0
         weights = self.buffer[:k].permute(1, 0, 2).reshape(NUM_FEATURES, k * NUM_CLASSES)
         logits = (self.test_images @ weights).view(-1, k, NUM_CLASSES)
-        correct = (logits.argmax(dim=2) == self.test_labels[:, None]).sum(dim=0)
-        index = torch.tensor(self.pending, device=self.counts.device)
-        self.counts.index_copy_(0, index, correct)
-        self.pending = []
+        self.scores.append((logits.argmax(dim=2) == self.test_labels[:, None]).sum(dim=0))
 
     def correct(self):
-        """Number of correctly classified test images per iteration (-1 where not evaluated), on the CPU."""
+        """Correctly classified test images per iteration (-1 where not evaluated), as a NumPy array."""
         self.flush()
-        return self.counts.cpu()
-
+        counts = np.full(self.iterations, -1, dtype=np.int64)
+        if self.scores:
+            counts[self.evaluated] = torch.cat(self.scores).cpu().numpy()
+        return counts

@@ -144,7 +144,7 @@ def train(data, config, log=print):
                     f"iteration {iteration}/{config.iterations}  loss {losses[iteration - 1].item():.5f}  "
                     f"{rate:.0f} it/s  eta {(config.iterations - iteration) / rate:.1f} s"
                 )
-    correct = recorder.correct().numpy()  # copies every result to the host once
+    correct = recorder.correct()  # copies every score to the host once
     train_loss = losses.cpu().numpy()
     wall_seconds = time.perf_counter() - start
     seconds[-1] = wall_seconds

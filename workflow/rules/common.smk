@@ -2,8 +2,13 @@
 import os
 import shutil
 import subprocess
+import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
+from mnist_sgd.study import RUN_PATTERN as RUN, SweepError, run_labels, sweep_runs
 
 validate(config, "../../config/config.schema.yaml")
 
@@ -13,8 +18,6 @@ IDX_FILES = [
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 ]
-# One folder per run; its name says what the run is.
-RUN = "{impl}/train{train_size}_batch{batch_size}_lr{lr}_it{iterations}_seed{seed}"
 FORMATS = config["figures"]["formats"]
 
 
@@ -42,85 +45,23 @@ wildcard_constraints:
     ext="|".join(FORMATS),
 
 
-def config_error(key, value, allowed):
-    raise ValueError(f"config error: {key}={value!r}: {allowed}")
-
-
 if config["data_mirror"] and "://" not in config["data_mirror"]:
     if not os.path.isdir(config["data_mirror"]):
-        config_error(
-            "data_mirror",
-            config["data_mirror"],
-            "no such folder; give the folder holding the MNIST IDX files, or a URL",
+        raise WorkflowError(
+            f"config error: data_mirror={config['data_mirror']!r}: no such folder; give the "
+            "folder holding the MNIST IDX files, or a URL"
         )
 
 
-def sweep_runs(name):
-    """The run folders (relative to results/runs/) of sweep `name`, in config order."""
-    sweep = config["sweeps"][name]
-    runs = []
-    for train_size in sweep["train_sizes"]:
-        for batch_size in sweep["batch_sizes"]:
-            if batch_size == "train_size":
-                if train_size == "all":
-                    config_error(
-                        f"sweeps.{name}.batch_sizes",
-                        batch_size,
-                        "batch = train_size needs integer train_sizes, not all",
-                    )
-                batch_size = train_size
-            for seed in sweep["seeds"]:
-                runs.append(
-                    RUN.format(
-                        impl=sweep["impl"],
-                        train_size=train_size,
-                        batch_size=batch_size,
-                        lr=repr(float(sweep["lr"])),
-                        iterations=sweep["iterations"],
-                        seed=seed,
-                    )
-                )
-    return runs
-
-
-SWEEPS = {name: sweep_runs(name) for name in config["sweeps"]}
+try:
+    SWEEPS = {name: sweep_runs(config, name) for name in config["sweeps"]}
+except SweepError as error:
+    raise WorkflowError(str(error))
 RUNS = list(dict.fromkeys(run for runs in SWEEPS.values() for run in runs))
 
 
 def run_files(runs, name):
     return [f"results/runs/{run}/{name}" for run in runs]
-
-
-def sweep_labels(name):
-    """Legend and bar labels for the runs of a sweep: the parameters that vary within it."""
-    params = [parse_run(run) for run in SWEEPS[name]]
-    varying = [
-        k
-        for k in ("train_size", "batch_size", "seed")
-        if len({p[k] for p in params}) > 1
-    ]
-    if "train_size" in varying and all(
-        p["batch_size"] == p["train_size"] for p in params
-    ):
-        varying.remove("batch_size")  # batch = subset size: one number says both
-    names = {"train_size": "train", "batch_size": "batch", "seed": "seed"}
-    return [
-        ", ".join(f"{names[k]} {p[k]}" for k in varying) or p["impl"] for p in params
-    ]
-
-
-def parse_run(run):
-    """The parameters encoded in a run folder name."""
-    impl, rest = run.split("/")
-    train, batch, lr, iterations, seed = rest.split("_")
-    return {
-        "impl": impl,
-        "train_size": train[len("train") :],
-        "batch_size": batch[len("batch") :],
-        "lr": lr[len("lr") :],
-        "iterations": iterations[len("it") :],
-        "seed": seed[len("seed") :],
-    }
 
 
 def all_figures():

@@ -9,8 +9,6 @@ rule download_mnist:
     conda:
         "../../envs/train.yaml"
     params:
-        mirrors=([config["data_mirror"]] if config["data_mirror"] else [])
-        + config["mirrors"],
         sha256=lambda wildcards: config["data_sha256"][wildcards.idx_file],
     script:
         "../scripts/download_mnist.py"

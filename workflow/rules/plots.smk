@@ -34,7 +34,7 @@ rule plot_sweep:
         title=lambda wildcards: config["sweeps"][wildcards.sweep].get(
             "title", wildcards.sweep
         ),
-        labels=lambda wildcards: sweep_labels(wildcards.sweep),
+        labels=lambda wildcards: run_labels(SWEEPS[wildcards.sweep]),
         dpi=config["figures"]["dpi"],
     script:
         "../scripts/plot_sweep.py"

@@ -8,7 +8,9 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from mnist_sgd.data import fetch_idx  # noqa: E402
 
-source = fetch_idx(
-    snakemake.wildcards.idx_file, snakemake.params.mirrors, snakemake.params.sha256, snakemake.output[0]
-)
+# Mirrors are read here, not passed as params: where a verified file came from does not change it,
+# so pointing the workflow at another mirror must not trigger a download.
+config = snakemake.config
+mirrors = ([config["data_mirror"]] if config["data_mirror"] else []) + config["mirrors"]
+source = fetch_idx(snakemake.wildcards.idx_file, mirrors, snakemake.params.sha256, snakemake.output[0])
 print(f"{snakemake.output[0]}: verified copy from {source}", file=sys.stderr)

@@ -6,18 +6,11 @@ from pathlib import Path
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from mnist_sgd.train import TrainConfig, run  # noqa: E402
+from mnist_sgd.study import RUN_PATTERN, run_config  # noqa: E402
+from mnist_sgd.train import run  # noqa: E402
 
-wildcards = snakemake.wildcards
-config = TrainConfig(
-    impl=wildcards.impl,
-    train_size=None if wildcards.train_size == "all" else int(wildcards.train_size),
-    batch_size=int(wildcards.batch_size),
-    iterations=int(wildcards.iterations),
-    lr=float(wildcards.lr),
-    seed=int(wildcards.seed),
-    eval_every=snakemake.params.eval_every,
-    device=snakemake.params.device,
+config = run_config(
+    RUN_PATTERN.format(**snakemake.wildcards), eval_every=snakemake.params.eval_every, device=snakemake.params.device
 )
 run(
     snakemake.input.data,
