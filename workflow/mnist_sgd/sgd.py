@@ -43,7 +43,8 @@ class ScratchSGD:
             images, targets = self.images, self.targets
         else:
             counts = None
-            images, targets = self.images[batch], self.targets[batch]
+            # index_select: the same rows as images[batch], 6x faster on the CPU here.
+            images, targets = self.images.index_select(0, batch), self.targets.index_select(0, batch)
         # (W^T X^T)^T and (r^T X)^T: the same products as X W and X^T r, in the layouts BLAS is fastest at
         # for a skinny (n, 784) x (784, 10) product (3x and 6x here).
         residual = (self.weight.T @ images.T).T - targets
@@ -73,7 +74,8 @@ class TorchSGD:
     def step(self, batch):
         """Update the model with the batch of row indices `batch`; return its loss before the update."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.criterion(self.model(self.images[batch]), self.targets[batch])
+        images, targets = self.images.index_select(0, batch), self.targets.index_select(0, batch)
+        loss = self.criterion(self.model(images), targets)
         loss.backward()
         self.optimizer.step()
         return loss.detach()

@@ -110,7 +110,7 @@ def training_set(data, train_size, generator):
     if train_size > num_train:
         raise ConfigError(f"train_size={train_size}: larger than the {num_train} training images")
     subset = torch.randperm(num_train, generator=generator)[:train_size].to(data.train_images.device)
-    return data.train_images[subset], data.train_targets[subset]
+    return data.train_images.index_select(0, subset), data.train_targets.index_select(0, subset)
 
 
 def train(data, config, log=print):

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One prepared pass on a CUDA machine: GPU tests, then the training benchmark on the GPU.
+#   MNIST_DIR=/path/to/mnist bash bench/gpu_check.sh [output folder]
+# Needs torch, numpy, pandas, matplotlib, pyyaml and pytest (no snakemake).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-bench/out}
+mkdir -p "$out"
+export PYTHONPATH=workflow:tests PYTHONUNBUFFERED=1
+nvidia-smi -L
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+echo "== process start + CUDA context"
+/usr/bin/time -f "%e s wall" python3 -c "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()"
+echo "== data cache"
+python3 - "$MNIST_DIR" "$out/mnist.pt" <<'PY'
+import sys, tempfile
+from pathlib import Path
+from mnist_sgd.data import MNIST_SHA256, build_cache, fetch_idx
+raw = Path(tempfile.mkdtemp())
+for name, digest in MNIST_SHA256.items():
+    fetch_idx(name, [sys.argv[1]], digest, raw / name)
+build_cache(*(raw / name for name in MNIST_SHA256), sys.argv[2])
+PY
+echo "== tests"
+python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_sgd.py tests/test_train.py tests/test_data.py tests/test_study.py 2>&1 | tail -15
+echo "== one run through the program's command line, device auto"
+/usr/bin/time -f "%e s wall (process, CUDA start-up, data load, training, output)" \
+    python3 -m mnist_sgd.train --data "$out/mnist.pt" --metrics "$out/m.csv" --info "$out/i.json" --batch-size 1 2>&1 | tail -3
+echo "== benchmark, program only, every run of the study"
+python3 bench/bench_training.py --data "$out/mnist.pt" --device cuda --no-reference
+echo "== benchmark against the reference, 2000 iterations per run"
+python3 bench/bench_training.py --data "$out/mnist.pt" --device cuda --iterations 2000
+rm -f "$out/mnist.pt"

@@ -1,0 +1,41 @@
+"""The training program on a CUDA device; skipped where there is none (CI has none)."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from mnist_sgd.train import TrainConfig, train
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+CONFIGS = [
+    TrainConfig(impl="scratch", batch_size=1, iterations=150, lr=0.01),
+    TrainConfig(impl="scratch", train_size=60, batch_size=60, iterations=150, lr=0.01),  # weighted by count
+    TrainConfig(impl="torch", batch_size=32, iterations=150, lr=0.05),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["batch1", "subset", "torch"])
+def test_cuda_runs_see_the_same_batches_and_give_the_same_curves(small_data, config):
+    cpu = train(small_data, config, log=lambda m: None)
+    cuda = train(small_data.to("cuda"), config, log=lambda m: None)
+    np.testing.assert_allclose(cuda.train_loss, cpu.train_loss, rtol=1e-4, atol=1e-6)
+    assert np.array_equal(cuda.test_correct, cpu.test_correct)
+
+
+def test_training_does_not_synchronise_with_the_host_every_iteration(small_data):
+    data = small_data.to("cuda")
+    config = TrainConfig(batch_size=8, iterations=400, lr=0.01)
+    train(data, config, log=lambda m: None)  # warm-up: CUDA context, kernels, allocator
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train(data, config, log=lambda m: None)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    # Progress lines (10) and the final copies may synchronise; 400 iterations must not.
+    assert len(syncs) < 40, [str(w.message) for w in syncs[:5]]
