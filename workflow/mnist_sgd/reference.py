@@ -16,17 +16,20 @@ from .sgd import SAMPLERS
 from .train import RunResult, seeded_generator, training_set
 
 
-def _gradient(data, label, weight):
+def seed_gradient(data, label, weight):
+    """X^T (XW - Y) / b, as the seed writes it."""
     return torch.matmul(torch.t(data), torch.matmul(data, weight) - label) / data.size(0)
 
 
-def _loss(data, label, weight):
+def seed_loss(data, label, weight):
+    """0.5 * ||Y - XW||^2 / b, as the seed writes it."""
     inner = label - torch.matmul(data, weight)
     norm = torch.linalg.norm(inner)
     return 0.5 * (norm**2) / data.size(0)
 
 
-def _correct(data, label, weight):
+def seed_correct(data, label, weight):
+    """Number of rows whose argmax prediction equals the label (the seed's _acc before dividing)."""
     preds = torch.matmul(data, weight)
     return torch.sum((label == torch.argmax(preds, dim=1)).int())
 
@@ -51,13 +54,13 @@ def reference_train(data, config):
         for batch in torch.split(indices.to(device), sizes):
             batch_images, batch_targets = images[batch], targets[batch]
             if config.impl == "scratch":
-                loss = _loss(batch_images, batch_targets, weight)
-                gradient = _gradient(batch_images, batch_targets, weight)
-                correct.append(_correct(data.test_images, data.test_labels, weight).item())
+                loss = seed_loss(batch_images, batch_targets, weight)
+                gradient = seed_gradient(batch_images, batch_targets, weight)
+                correct.append(seed_correct(data.test_images, data.test_labels, weight).item())
                 weight = weight - config.lr * gradient
             else:
                 with torch.no_grad():
-                    correct.append(_correct(data.test_images, data.test_labels, model.weight.T).item())
+                    correct.append(seed_correct(data.test_images, data.test_labels, model.weight.T).item())
                 optimizer.zero_grad()
                 loss = criterion(model(batch_images), batch_targets)
                 loss.backward()

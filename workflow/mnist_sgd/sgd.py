@@ -1,4 +1,4 @@
-"""The study's math: least-squares loss and gradient, the two update rules, batch sampling, test accuracy.
+"""The study's training math: the two update rules, batch sampling and blocked test accuracy.
 
 The from-scratch SGD (`ScratchSGD`) and the torch.optim version (`TorchSGD`) differ only in their
 update step; everything else (data, batches, evaluation, output) is shared by the training loop.
@@ -13,16 +13,6 @@ from .data import NUM_CLASSES, NUM_FEATURES
 SAMPLE_BLOCK_ELEMENTS = 1 << 20
 # Weight snapshots evaluated per test-set product; one (n_test, 784) x (784, 10 * EVAL_BLOCK) GEMM.
 EVAL_BLOCK = 100
-
-
-def least_squares_loss(images, targets, weight):
-    """0.5 * ||Y - XW||^2 / b, the seed's loss."""
-    return 0.5 * (targets - images @ weight).pow(2).sum() / images.shape[0]
-
-
-def least_squares_gradient(images, targets, weight):
-    """X^T (XW - Y) / b, the gradient of `least_squares_loss` with respect to W."""
-    return images.T @ (images @ weight - targets) / images.shape[0]
 
 
 class ScratchSGD:
