@@ -109,3 +109,19 @@ def test_epoch_batches_visit_every_sample_once_per_epoch():
     assert torch.equal(first, torch.arange(10)) and torch.equal(second, torch.arange(10))
     assert not torch.equal(blocks[0][0], blocks[1][0])  # reshuffled every epoch
     assert blocks[2][0].numel() == 4
+
+
+def test_a_weighted_step_in_row_blocks_is_the_seeds_step(monkeypatch):
+    import mnist_sgd.sgd
+
+    monkeypatch.setattr(mnist_sgd.sgd, "ROW_BLOCK", 64)  # 300 rows: five blocks, the last one short
+    images, targets, _ = random_problem(batch_size=300, seed=3)
+    images, targets = images.float(), targets.float()
+    batch = torch.randint(300, (300,), generator=torch.Generator().manual_seed(0))
+    sgd = ScratchSGD(images, targets, lr=0.05)
+    sgd.weight += 0.01
+    before = sgd.weight.clone()
+    loss = sgd.step(batch)
+    torch.testing.assert_close(loss, seed_loss(images[batch], targets[batch], before))
+    expected = before - 0.05 * seed_gradient(images[batch], targets[batch], before)
+    torch.testing.assert_close(sgd.weight, expected)

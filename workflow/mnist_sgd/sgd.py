@@ -13,6 +13,8 @@ from .data import NUM_CLASSES, NUM_FEATURES
 SAMPLE_BLOCK_ELEMENTS = 1 << 20
 # Weight snapshots evaluated per test-set product; one (n_test, 784) x (784, 10 * EVAL_BLOCK) GEMM.
 EVAL_BLOCK = 100
+# Rows per block of a weighted pass over the training set on the CPU (3 MB: stays in cache).
+ROW_BLOCK = 1024
 
 
 class ScratchSGD:
@@ -35,15 +37,22 @@ class ScratchSGD:
             counts = None
             # index_select: the same rows as images[batch], 6x faster on the CPU here.
             images, targets = self.images.index_select(0, batch), self.targets.index_select(0, batch)
-        # (W^T X^T)^T and (r^T X)^T: the same products as X W and X^T r, in the layouts BLAS is fastest at
-        # for a skinny (n, 784) x (784, 10) product (3x and 6x here).
-        residual = (self.weight.T @ images.T).T - targets
-        squared = residual.pow(2)
-        if counts is not None:
-            squared, residual = squared * counts, residual * counts
-        loss = 0.5 * squared.sum() / batch_size
-        self.weight -= self.lr * ((residual.T @ images).T / batch_size)
-        return loss
+        # On the CPU a weighted pass goes through the rows in cache-sized blocks, so that each block is
+        # read from memory once per step (for both products), not twice: 1.8x faster here.
+        block_rows = ROW_BLOCK if counts is not None and images.device.type == "cpu" else images.shape[0]
+        gradient_t = self.weight.new_zeros(NUM_CLASSES, NUM_FEATURES)
+        loss = self.weight.new_zeros(())
+        for start in range(0, images.shape[0], block_rows):
+            rows = slice(start, start + block_rows)
+            block = images[rows]
+            # (W^T X^T)^T and r^T X: the products X W and (X^T r)^T in the layouts BLAS is fastest at
+            # for a skinny (n, 784) x (784, 10) product (3x and 6x here).
+            residual = (self.weight.T @ block.T).T - targets[rows]
+            weighted = residual if counts is None else residual * counts[rows]
+            loss += (residual * weighted).sum()
+            gradient_t.addmm_(weighted.T, block)
+        self.weight -= self.lr * (gradient_t.T / batch_size)
+        return 0.5 * loss / batch_size
 
 
 class TorchSGD:
