@@ -1,9 +1,9 @@
 """Wall time of the whole default study through Snakemake, from cached data, and cost per job.
 
-    python bench/bench_workflow.py [--mnist ../shared/mnist] [--cores 2] [--keep DIR]
+    python bench/bench_workflow.py [--mnist ../shared/mnist] [--cores 2] [--keep DIR] [-- SNAKEMAKE ARGS]
 
 Copies the workflow into a scratch folder, builds the data cache from the MNIST files in `--mnist`
-(not timed), then times `snakemake --cores N all` and prints, per training job, the wall seconds and
+(not timed), then times `snakemake --cores N all` (plus any arguments after `--`) and prints, per training job, the wall seconds and
 peak resident memory Snakemake's `benchmark:` files recorded.
 """
 
@@ -32,6 +32,7 @@ def main(argv=None):
     parser.add_argument("--mnist", default=str(REPO.parent / "shared" / "mnist"), help="folder with the MNIST IDX files")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", help="work in this folder and keep it (default: a temporary folder)")
+    parser.add_argument("extra", nargs="*", help="more snakemake arguments, after --")
     args = parser.parse_args(argv)
 
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="bench-workflow-"))
@@ -47,7 +48,7 @@ def main(argv=None):
     mirror = f"data_mirror={Path(args.mnist).resolve()}"
     snakemake(workdir, "--cores", str(args.cores), "results/data/mnist.pt", "--config", mirror)
     start = time.perf_counter()
-    snakemake(workdir, "--cores", str(args.cores), "all", "--config", mirror)
+    snakemake(workdir, "--cores", str(args.cores), "all", "--config", mirror, *args.extra)
     wall = time.perf_counter() - start
 
     print(f"{'training job':<52} {'seconds':>8} {'max RSS MB':>10}")
@@ -56,7 +57,7 @@ def main(argv=None):
             row = next(csv.DictReader(handle, delimiter="\t"))
         run = f"{path.parent.name}/{path.stem}"
         print(f"{run:<52} {float(row['s']):8.2f} {float(row['max_rss']):10.0f}")
-    print(f"snakemake --cores {args.cores} all, from cached data: {wall:.1f} s wall")
+    print(f"snakemake --cores {args.cores} all {' '.join(args.extra)}, from cached data: {wall:.1f} s wall")
     if not args.keep:
         shutil.rmtree(workdir)
 

@@ -125,3 +125,20 @@ def test_a_weighted_step_in_row_blocks_is_the_seeds_step(monkeypatch):
     torch.testing.assert_close(loss, seed_loss(images[batch], targets[batch], before))
     expected = before - 0.05 * seed_gradient(images[batch], targets[batch], before)
     torch.testing.assert_close(sgd.weight, expected)
+
+
+def test_pixels_that_are_zero_in_every_image_keep_zero_weight_and_are_skipped():
+    images, targets, _ = random_problem(batch_size=12, seed=4)
+    images, targets = images.float(), targets.float()
+    images[:, :100] = 0
+    images[:, 700:] = 0
+    sgd = ScratchSGD(images, targets, lr=0.05)
+    assert sgd.features.tolist() == list(range(100, 700))
+    full = torch.zeros(784, 10)
+    for step in range(3):
+        batch = torch.arange(step, step + 5)
+        loss = sgd.step(batch)
+        torch.testing.assert_close(loss, seed_loss(images[batch], targets[batch], full))
+        full = full - 0.05 * seed_gradient(images[batch], targets[batch], full)
+        torch.testing.assert_close(sgd.weight, full[100:700])
+        assert not full[:100].any() and not full[700:].any()

@@ -18,11 +18,17 @@ ROW_BLOCK = 1024
 
 
 class ScratchSGD:
-    """The seed's from-scratch minibatch SGD on the least-squares loss; W starts at zero."""
+    """The seed's from-scratch minibatch SGD on the least-squares loss; W starts at zero.
+
+    `weight` holds the rows of W for the pixels in `features`; W's other rows are zero throughout.
+    """
 
     def __init__(self, images, targets, lr):
-        self.images, self.targets, self.lr = images, targets, lr
-        self.weight = torch.zeros(NUM_FEATURES, NUM_CLASSES, device=images.device)
+        # A pixel that is 0 in every training image gets a zero gradient at every step, so its weights
+        # stay at their initial 0: every product skips those pixels (8-35% of MNIST's, by subset size).
+        self.features = (images != 0).any(dim=0).nonzero().squeeze(1)
+        self.images, self.targets, self.lr = images.index_select(1, self.features), targets, lr
+        self.weight = torch.zeros(self.features.numel(), NUM_CLASSES, device=images.device)
 
     def step(self, batch):
         """Update W with the batch of row indices `batch`; return its loss at the weights before the update."""
@@ -40,7 +46,7 @@ class ScratchSGD:
         # On the CPU a weighted pass goes through the rows in cache-sized blocks, so that each block is
         # read from memory once per step (for both products), not twice: 1.8x faster here.
         block_rows = ROW_BLOCK if counts is not None and images.device.type == "cpu" else images.shape[0]
-        gradient_t = self.weight.new_zeros(NUM_CLASSES, NUM_FEATURES)
+        gradient_t = self.weight.new_zeros(NUM_CLASSES, self.weight.shape[0])
         loss = self.weight.new_zeros(())
         for start in range(0, images.shape[0], block_rows):
             rows = slice(start, start + block_rows)
@@ -69,6 +75,11 @@ class TorchSGD:
     def weight(self):
         """The weight as a (784, 10) matrix, the layout `ScratchSGD` uses."""
         return self.model.weight.detach().T
+
+    @property
+    def features(self):
+        """The pixels `weight` covers: all of them."""
+        return torch.arange(NUM_FEATURES, device=self.images.device)
 
     def step(self, batch):
         """Update the model with the batch of row indices `batch`; return its loss before the update."""
@@ -116,7 +127,7 @@ class AccuracyRecorder:
         self.test_images = test_images
         self.test_labels = test_labels
         self.iterations = iterations
-        self.buffer = torch.empty(EVAL_BLOCK, NUM_FEATURES, NUM_CLASSES, device=test_images.device)
+        self.buffer = torch.empty(EVAL_BLOCK, test_images.shape[1], NUM_CLASSES, device=test_images.device)
         self.buffered = 0
         self.evaluated = []  # iteration numbers (0-based), in order, on the host
         self.scores = []  # one device tensor of correct counts per block
@@ -134,7 +145,7 @@ class AccuracyRecorder:
         if not self.buffered:
             return
         k, self.buffered = self.buffered, 0
-        weights = self.buffer[:k].permute(1, 0, 2).reshape(NUM_FEATURES, k * NUM_CLASSES)
+        weights = self.buffer[:k].permute(1, 0, 2).reshape(-1, k * NUM_CLASSES)
         logits = (self.test_images @ weights).view(-1, k, NUM_CLASSES)
         self.scores.append((logits.argmax(dim=2) == self.test_labels[:, None]).sum(dim=0))
 

@@ -123,7 +123,8 @@ def train(data, config, log=print):
 
     updater = UPDATERS[config.impl](images, targets, config.lr)
     batches = SAMPLERS[config.impl](train_size, config.batch_size, config.iterations, generator)
-    recorder = AccuracyRecorder(data.test_images, data.test_labels, config.iterations)
+    test_images = data.test_images.index_select(1, updater.features)  # the pixels the weight covers
+    recorder = AccuracyRecorder(test_images, data.test_labels, config.iterations)
     losses = torch.empty(config.iterations, device=device)
     seconds = np.empty(config.iterations)
     log_every = max(1, config.iterations // 10)

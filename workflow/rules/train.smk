@@ -13,7 +13,7 @@ rule train:
         f"results/benchmarks/train/{RUN}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1 if HAS_GPU and config["device"] != "cpu" else 0,
     params:
