@@ -142,3 +142,29 @@ def test_pixels_that_are_zero_in_every_image_keep_zero_weight_and_are_skipped():
         full = full - 0.05 * seed_gradient(images[batch], targets[batch], full)
         torch.testing.assert_close(sgd.weight, full[100:700])
         assert not full[:100].any() and not full[700:].any()
+
+
+def test_images_whose_prediction_cannot_change_are_scored_once(monkeypatch):
+    import mnist_sgd.sgd
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(784, 10, generator=g)
+    # 300 images far from any decision boundary (aligned with one class's weights) and 100 random
+    # ones close to boundaries, under snapshots that drift enough to flip some of the latter.
+    classes = torch.randint(10, (300,), generator=g)
+    aligned = 5 * (base / base.norm(dim=0)).T[classes] + 0.01 * torch.rand(300, 784, generator=g)
+    test_images = torch.cat([aligned, torch.rand(100, 784, generator=g)])
+    test_labels = torch.randint(10, (400,), generator=g)
+    weights = base + torch.cumsum(torch.randn(EVAL_BLOCK, 784, 10, generator=g) * 0.02, dim=0)
+    scored_rows = []
+    count_correct = mnist_sgd.sgd._count_correct
+    monkeypatch.setattr(mnist_sgd.sgd, "_count_correct",
+                        lambda images, *args: scored_rows.append(len(images)) or count_correct(images, *args))
+    recorder = AccuracyRecorder(test_images, test_labels, iterations=EVAL_BLOCK)
+    for i, weight in enumerate(weights):
+        recorder.record(i, weight)
+    counts = recorder.correct()
+    predictions = torch.stack([(test_images @ w).argmax(1) for w in weights])
+    assert (predictions[:, 300:] != predictions[0, 300:]).any()  # some predictions do change
+    assert counts.tolist() == (predictions == test_labels).sum(1).tolist()
+    assert scored_rows == [100]  # the settled 300 were scored once, under the middle snapshot
