@@ -11,7 +11,7 @@ from .data import NUM_CLASSES, NUM_FEATURES
 
 # Indices drawn per call to the random generator; fixed, so that runs are reproducible.
 SAMPLE_BLOCK_ELEMENTS = 1 << 20
-# Weight snapshots evaluated per test-set product; one (n_test, 784) x (784, 10 * EVAL_BLOCK) GEMM.
+# Weight snapshots evaluated per test-set product: one (n_test, pixels) x (pixels, 10 * EVAL_BLOCK) GEMM.
 EVAL_BLOCK = 100
 # Rows per block of a weighted pass over the training set on the CPU (3 MB: stays in cache).
 ROW_BLOCK = 1024
