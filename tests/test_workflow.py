@@ -139,6 +139,33 @@ def test_a_second_run_has_nothing_to_do(completed):
     assert "Nothing to be done" in result.stdout
 
 
+def planned_jobs(workdir, config, tmp_path):
+    """Jobs per rule that `snakemake -n` schedules on the completed run under `config`."""
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(workdir, "-n", "--configfile", str(path))
+    assert result.returncode == 0, result.stdout
+    table = result.stdout.split("Job stats:")[1].split("\n\n")[0]
+    rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
+    return {rule: int(count) for rule, count in rows if rule != "total"}
+
+
+def test_a_figure_option_redraws_figures_and_trains_nothing(completed, tmp_path):
+    workdir, _ = completed
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    config["figures"]["dpi"] = 50
+    jobs = planned_jobs(workdir, config, tmp_path)
+    assert jobs == {"plot_run": 5, "plot_sweep": 3, "plot_wall_time": 1, "all": 1}
+
+
+def test_an_appended_batch_size_trains_only_the_new_run(completed, tmp_path):
+    workdir, _ = completed
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    config["sweeps"]["batch_size"]["batch_sizes"].append(20)
+    jobs = planned_jobs(workdir, config, tmp_path)
+    assert jobs == {"train": 1, "plot_run": 1, "plot_sweep": 1, "summarize": 1, "plot_wall_time": 1, "all": 1}
+
+
 def test_lint_is_clean(workdir):
     result = snakemake(workdir, "--lint")
     assert result.returncode == 0, result.stdout
