@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
@@ -19,3 +22,7 @@ rule all:
     input:
         rules.summarize.output,
         all_figures(),
+
+
+onerror:
+    write_partial_summary()

@@ -98,6 +98,13 @@ def test_cache_holds_flattened_scaled_images_one_hot_targets_and_int_labels(tmp_
     assert data.test_labels.dtype == torch.int64
 
 
+def test_the_cache_is_the_same_bytes_whenever_it_is_rebuilt(tmp_path):
+    write_small_mnist(tmp_path, compress=False)
+    build_cache(*(tmp_path / n for n in IDX_NAMES), tmp_path / "a.pt")
+    build_cache(*(tmp_path / n for n in IDX_NAMES), tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
 def test_mismatched_image_and_label_counts_are_rejected(tmp_path):
     write_small_mnist(tmp_path, compress=False)
     (tmp_path / IDX_NAMES[1]).write_bytes(idx_bytes(np.zeros(299)))

@@ -150,20 +150,86 @@ def planned_jobs(workdir, config, tmp_path):
     return {rule: int(count) for rule, count in rows if rule != "total"}
 
 
-def test_a_figure_option_redraws_figures_and_trains_nothing(completed, tmp_path):
-    workdir, _ = completed
+def changed_config(workdir, change):
     config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
-    config["figures"]["dpi"] = 50
-    jobs = planned_jobs(workdir, config, tmp_path)
-    assert jobs == {"plot_run": 5, "plot_sweep": 3, "plot_wall_time": 1, "all": 1}
+    change(config)
+    return config
 
 
-def test_an_appended_batch_size_trains_only_the_new_run(completed, tmp_path):
+FIGURES_ONLY = {"plot_run": 5, "plot_group": 3, "plot_wall_time": 1, "all": 1}
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda c: c["figures"].update(dpi=50), FIGURES_ONLY),
+        (lambda c: c["figures"]["formats"].append("pdf"), FIGURES_ONLY),
+        (lambda c: c["figures"].update(smoothing=5), {"plot_group": 3, "all": 1}),
+        (lambda c: c["figures"].update(comparisons={"b1_vs_torch": {"runs": [
+            {"sweep": "batch_size", "batch_size": 1}, {"sweep": "torch_optim"}]}}), {"plot_group": 1, "all": 1}),
+        (lambda c: c["sweeps"]["batch_size"].update(title="Batch sizes, again"), {"plot_group": 1, "all": 1}),
+    ],
+    ids=["dpi", "format", "style", "compared-runs", "title"],
+)
+def test_a_figure_option_redraws_only_the_figures_it_affects(completed, tmp_path, change, expected):
     workdir, _ = completed
-    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
-    config["sweeps"]["batch_size"]["batch_sizes"].append(20)
-    jobs = planned_jobs(workdir, config, tmp_path)
-    assert jobs == {"train": 1, "plot_run": 1, "plot_sweep": 1, "summarize": 1, "plot_wall_time": 1, "all": 1}
+    assert planned_jobs(workdir, changed_config(workdir, change), tmp_path) == expected
+
+
+TRAIN_ONE = {"train": 1, "plot_run": 1, "plot_group": 1, "summarize": 1, "plot_wall_time": 1, "all": 1}
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda c: c["sweeps"]["batch_size"]["batch_sizes"].append(20), TRAIN_ONE),
+        (lambda c: c["sweeps"]["train_size"]["train_sizes"].append(150), TRAIN_ONE),
+        (lambda c: c["sweeps"]["batch_size"].update(lr=0.02), {**TRAIN_ONE, "train": 2, "plot_run": 2}),
+        (lambda c: c["sweeps"]["train_size"].update(iterations=30), {**TRAIN_ONE, "train": 2, "plot_run": 2}),
+        (lambda c: c["sweeps"]["torch_optim"].update(seeds=[2]), TRAIN_ONE),
+    ],
+    ids=["batch-size", "subset-size", "lr", "iterations", "seed"],
+)
+def test_a_sweep_change_trains_only_that_sweeps_new_runs(completed, tmp_path, change, expected):
+    workdir, _ = completed
+    assert planned_jobs(workdir, changed_config(workdir, change), tmp_path) == expected
+
+
+@pytest.mark.parametrize(
+    "module, expected",
+    [
+        ("plots", FIGURES_ONLY),
+        ("summary", {"summarize": 1, "plot_wall_time": 1, "all": 1}),
+        ("sgd", {"train": 5, "plot_run": 5, "plot_group": 3, "summarize": 1, "plot_wall_time": 1, "all": 1}),
+    ],
+)
+def test_a_code_edit_reruns_exactly_the_rules_that_run_that_code(completed, tmp_path, module, expected):
+    workdir, _ = completed
+    source = workdir / "workflow" / "mnist_sgd" / f"{module}.py"
+    original = source.read_text()
+    try:
+        source.write_text(original + "\n# an edit\n")
+        assert planned_jobs(workdir, changed_config(workdir, lambda c: None), tmp_path) == expected
+    finally:
+        source.write_text(original)
+    result = snakemake(workdir, "-n", "all")
+    assert "Nothing to be done" in result.stdout, result.stdout
+
+
+def test_a_recreated_data_cache_with_the_same_content_retrains_nothing(completed):
+    workdir, _ = completed
+    cache = workdir / "results" / "data" / "mnist.pt"
+    before = cache.stat().st_mtime_ns, cache.read_bytes()
+    result = snakemake(workdir, "--cores", "1", "--forcerun", "format_mnist", "--", str(cache.relative_to(workdir)))
+    assert result.returncode == 0, result.stdout
+    assert cache.stat().st_mtime_ns > before[0] and cache.read_bytes() == before[1]
+    result = snakemake(workdir, "-n", "all")
+    assert "Nothing to be done" in result.stdout, result.stdout
+    # --summary agrees: every training output is up to date, with nothing planned.
+    summary = snakemake(workdir, "--summary", "all")
+    rows = [line.split("\t") for line in summary.stdout.splitlines() if line.startswith("results/runs/")]
+    assert len(rows) == 2 * len(RUNS), summary.stdout
+    assert all(row[-2:] == ["ok", "no update"] for row in rows), summary.stdout
 
 
 def test_lint_is_clean(workdir):

@@ -165,8 +165,10 @@ def build_cache(train_images, train_labels, test_images, test_labels, destinatio
         "test_images": x_test,
         "test_labels": y_test,
     }
-    with atomic_path(destination) as tmp:
-        torch.save(tensors, tmp)
+    # Saved through a file object: torch.save names the archive after a path it is given (here a
+    # random temporary name), and the cache must be the same bytes whenever it is rebuilt.
+    with atomic_path(destination) as tmp, open(tmp, "wb") as stream:
+        torch.save(tensors, stream)
 
 
 def load_cache(path, device="cpu"):

@@ -4,17 +4,36 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .files import atomic_path  # noqa: E402
 
-# Loss curves of small batches are noisy; overlays draw this rolling mean over the raw curve.
+# Loss curves of small batches are noisy; overlays draw a rolling mean (config figures.smoothing).
 SMOOTHING_WINDOW = 50
+DIVERGED_COLOR = "tab:red"
 
 
 def read_metrics(path):
     """A run's metrics CSV as a DataFrame (test_accuracy NaN where not evaluated)."""
     return pd.read_csv(path)
+
+
+def diverged_at(metrics):
+    """The iteration at which a run's loss became NaN or infinite (its last row), or None."""
+    last = metrics["train_loss"].iloc[-1]
+    return None if np.isfinite(last) else int(metrics["iteration"].iloc[-1])
+
+
+def _finite_loss(metrics):
+    return metrics["train_loss"].where(np.isfinite(metrics["train_loss"]))
+
+
+def _mark_divergence(axes, iteration):
+    for ax in axes:
+        ax.axvline(iteration, color=DIVERGED_COLOR, linestyle="--", linewidth=0.8)
+    axes[0].annotate(f"diverged at iteration {iteration}", (iteration, 1.0), xycoords=("data", "axes fraction"),
+                     ha="right", va="top", color=DIVERGED_COLOR, fontsize=9)
 
 
 def describe_run(info):
@@ -53,8 +72,10 @@ def _accuracy_points(metrics):
 def plot_run(metrics, info, paths, dpi=150):
     """The seed's side-by-side figure: loss and test accuracy vs. iteration for one run."""
     fig, loss_ax, acc_ax = _curve_axes(describe_run(info))
-    loss_ax.plot(metrics["iteration"], metrics["train_loss"], linewidth=0.6)
+    loss_ax.plot(metrics["iteration"], _finite_loss(metrics), linewidth=0.6)
     acc_ax.plot(*_accuracy_points(metrics), linewidth=0.8)
+    if diverged_at(metrics):
+        _mark_divergence((loss_ax, acc_ax), diverged_at(metrics))
     final = info["final_test_accuracy"]
     acc_ax.axhline(final, color="grey", linestyle=":", linewidth=0.8)
     acc_ax.annotate(f"final {final:.4f}", (1.0, final), xycoords=("axes fraction", "data"),
@@ -62,23 +83,34 @@ def plot_run(metrics, info, paths, dpi=150):
     save(fig, paths, dpi)
 
 
-def plot_overlay(runs, title, paths, dpi=150):
-    """Loss and accuracy curves of several runs on shared axes; `runs` is a list of (label, metrics)."""
-    fig, loss_ax, acc_ax = _curve_axes(f"{title}: loss (rolling mean over {SMOOTHING_WINDOW} iterations) "
-                                       "and test accuracy")
+def plot_overlay(runs, title, paths, dpi=150, smoothing=SMOOTHING_WINDOW):
+    """Loss and accuracy curves of several runs on shared axes; `runs` is a list of (label, metrics).
+
+    Loss curves are rolling means over `smoothing` iterations (1: raw); a diverged run's curves end
+    with a cross at the iteration it diverged.
+    """
+    smoothed_by = f"rolling mean over {smoothing} iterations" if smoothing > 1 else "every iteration"
+    fig, loss_ax, acc_ax = _curve_axes(f"{title}: loss ({smoothed_by}) and test accuracy")
     for label, metrics in runs:
-        smoothed = metrics["train_loss"].rolling(SMOOTHING_WINDOW, min_periods=1).mean()
+        smoothed = _finite_loss(metrics).rolling(smoothing, min_periods=1).mean()
+        end = diverged_at(metrics)
+        label = f"{label} (diverged at {end})" if end else label
         line, = loss_ax.plot(metrics["iteration"], smoothed, linewidth=1, label=label)
         acc_ax.plot(*_accuracy_points(metrics), linewidth=0.8, color=line.get_color(), label=label)
+        if end:
+            loss_ax.plot(end, smoothed.dropna().iloc[-1], "x", color=DIVERGED_COLOR, markersize=8)
     acc_ax.legend(loc="lower right")
     save(fig, paths, dpi)
 
 
-def plot_final_accuracy(labels, accuracies, title, paths, dpi=150):
-    """Bar chart of each run's final test accuracy."""
+def plot_final_accuracy(labels, accuracies, title, paths, dpi=150, diverged=None):
+    """Bar chart of each run's final test accuracy; diverged runs (flags in `diverged`) in red, marked."""
+    diverged = diverged or [False] * len(labels)
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(labels)), 4.5))
-    bars = ax.bar(range(len(labels)), accuracies, alpha=0.7)
-    ax.bar_label(bars, labels=[f"{a:.4f}" for a in accuracies], fontsize=9)
+    colors = [DIVERGED_COLOR if d else "tab:blue" for d in diverged]
+    bars = ax.bar(range(len(labels)), accuracies, alpha=0.7, color=colors)
+    ax.bar_label(bars, labels=[f"{a:.4f}" + ("\ndiverged" if d else "") for a, d in zip(accuracies, diverged)],
+                 fontsize=9)
     ax.set_xticks(range(len(labels)), labels)
     ax.set(title=f"{title}: final test accuracy", ylabel="test accuracy at the last iteration", ylim=(0, 1))
     save(fig, paths, dpi)

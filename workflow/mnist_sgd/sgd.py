@@ -178,6 +178,13 @@ class AccuracyRecorder:
         settled = margin > self.image_norms * (2 * largest_move + rounding)
         return settled, (settled & (top.indices[:, 0] == self.test_labels)).sum()
 
+    def latest(self):
+        """(iteration, accuracy) of the last scored snapshot, or None before the first block is scored."""
+        scored = sum(len(block) for block in self.scores)
+        if not scored:
+            return None
+        return self.evaluated[scored - 1], self.scores[-1][-1].item() / self.test_labels.shape[0]
+
     def correct(self):
         """Correctly classified test images per iteration (-1 where not evaluated), as a NumPy array."""
         self.flush()

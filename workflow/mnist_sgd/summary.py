@@ -1,4 +1,4 @@
-"""One row per run: parameters, final and best accuracy, timings, device."""
+"""One row per run: parameters, outcome, final and best accuracy, cost and provenance."""
 
 import json
 from pathlib import Path
@@ -8,9 +8,10 @@ import pandas as pd
 from .files import atomic_path
 
 COLUMNS = [
-    "run", "sweeps", "impl", "train_size", "batch_size", "seed", "iterations", "lr", "eval_every",
-    "final_train_loss", "final_test_accuracy", "best_test_accuracy",
-    "wall_seconds", "seconds_per_iteration", "device", "device_name", "threads",
+    "run", "sweeps", "status", "impl", "train_size", "batch_size", "seed", "iterations", "lr", "eval_every",
+    "iterations_done", "final_train_loss", "final_test_accuracy", "best_test_accuracy",
+    "wall_seconds", "seconds_per_iteration", "peak_rss_mb", "gpu_peak_allocated_mb",
+    "device", "device_name", "threads", "host", "slurm_job_id", "git_commit", "git_dirty", "log",
 ]
 
 
@@ -26,35 +27,43 @@ def summary_row(info, run, sweeps=()):
     return {
         "run": run,
         "sweeps": ";".join(sweeps),
-        "impl": params["impl"],
+        "status": info["status"],
+        **{key: params[key] for key in ("impl", "batch_size", "seed", "iterations", "lr", "eval_every")},
         "train_size": resolved["train_size"],
-        "batch_size": params["batch_size"],
-        "seed": params["seed"],
-        "iterations": params["iterations"],
-        "lr": params["lr"],
-        "eval_every": params["eval_every"],
-        "final_train_loss": info["final_train_loss"],
-        "final_test_accuracy": info["final_test_accuracy"],
-        "best_test_accuracy": info["best_test_accuracy"],
-        "wall_seconds": info["wall_seconds"],
-        "seconds_per_iteration": info["seconds_per_iteration"],
+        **{key: info[key] for key in (
+            "iterations_done", "final_train_loss", "final_test_accuracy", "best_test_accuracy", "wall_seconds",
+            "seconds_per_iteration", "peak_rss_mb", "gpu_peak_allocated_mb", "device_name", "host",
+            "slurm_job_id", "git_commit", "git_dirty",
+        )},
         "device": resolved["device"],
-        "device_name": info["device_name"],
         "threads": resolved["threads"],
     }
 
 
-def summarize(info_paths, sweeps_by_run=None):
-    """Build the summary table from run info JSON files."""
+def summarize(info_paths, sweeps_by_run=None, log_paths=None):
+    """The summary table of the runs whose info JSON files are `info_paths`.
+
+    A run without its info file gets a row that says so: status `failed` when its log (in
+    `log_paths`, same order) exists, naming the log, else `missing` (it never started).
+    """
     sweeps_by_run = sweeps_by_run or {}
     rows = []
-    for path in info_paths:
-        run = run_name(path)
-        rows.append(summary_row(json.loads(Path(path).read_text()), run, sweeps_by_run.get(run, ())))
+    for i, path in enumerate(info_paths):
+        run, sweeps = run_name(path), sweeps_by_run.get(run_name(path), ())
+        if Path(path).exists():
+            rows.append(summary_row(json.loads(Path(path).read_text()), run, sweeps))
+            continue
+        log = log_paths[i] if log_paths else None
+        failed = log is not None and Path(log).exists()
+        rows.append({"run": run, "sweeps": ";".join(sweeps), "status": "failed" if failed else "missing",
+                     "log": log if failed else None})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def write_summary(table, path):
-    """Write the summary CSV atomically."""
-    with atomic_path(path) as tmp:
+def write_summary(table, csv_path, html_path=None):
+    """Write the summary CSV (and an HTML rendering of it) atomically."""
+    with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False)
+    if html_path:
+        with atomic_path(html_path) as tmp:
+            tmp.write_text(table.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.6g}"))

@@ -11,11 +11,15 @@ columns on the same machine.
 import argparse
 import dataclasses
 import json
+import os
 import platform
+import resource
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -28,6 +32,8 @@ from .sgd import SAMPLERS, UPDATERS, AccuracyRecorder
 
 DEVICES = ("auto", "cpu", "cuda")
 METRIC_COLUMNS = ("iteration", "train_loss", "test_accuracy", "seconds")
+# Iterations between checks for a non-finite loss (each check is one host sync on a GPU).
+DIVERGENCE_CHECK_EVERY = 100
 
 
 class ConfigError(ValueError):
@@ -67,7 +73,11 @@ class TrainConfig:
 
 @dataclass
 class RunResult:
-    """Per-iteration curves (NumPy, on the host) and timings of one run."""
+    """Per-iteration curves (NumPy, on the host) and timings of one run.
+
+    A run whose loss becomes NaN or infinite stops: its curves end at that iteration (`diverged_at`,
+    1-based), the first row with a non-finite loss.
+    """
 
     train_loss: np.ndarray
     test_correct: np.ndarray  # -1 where not evaluated
@@ -75,11 +85,16 @@ class RunResult:
     seconds: np.ndarray
     wall_seconds: float
     train_size: int
+    diverged_at: Optional[int] = None
 
     @property
     def test_accuracy(self):
         """Test accuracy per iteration, NaN where not evaluated."""
         return np.where(self.test_correct >= 0, self.test_correct / self.test_size, np.nan)
+
+    @property
+    def status(self):
+        return "ok" if self.diverged_at is None else "diverged"
 
 
 def resolve_device(name, log=print):
@@ -128,6 +143,8 @@ def train(data, config, log=print):
     losses = torch.empty(config.iterations, device=device)
     seconds = np.empty(config.iterations)
     log_every = max(1, config.iterations // 10)
+    check_every = min(log_every, DIVERGENCE_CHECK_EVERY)
+    diverged_at = None
 
     start = time.perf_counter()
     iteration = 0
@@ -139,17 +156,39 @@ def train(data, config, log=print):
             losses[iteration] = updater.step(batch)
             seconds[iteration] = time.perf_counter() - start
             iteration += 1
+            if iteration % check_every == 0 or iteration == config.iterations:
+                diverged_at = _first_non_finite(losses[iteration - check_every : iteration])
+                if diverged_at is not None:
+                    diverged_at += iteration - check_every + 1
+                    log(f"diverged: the loss is {losses[diverged_at - 1].item()} at iteration {diverged_at}; "
+                        f"stopping (lr={config.lr} is too large for batch size {config.batch_size})")
+                    break
             if iteration % log_every == 0:
-                rate = iteration / seconds[iteration - 1]
-                log(
-                    f"iteration {iteration}/{config.iterations}  loss {losses[iteration - 1].item():.5f}  "
-                    f"{rate:.0f} it/s  eta {(config.iterations - iteration) / rate:.1f} s"
-                )
+                log(_progress(iteration, config.iterations, losses, recorder, seconds[iteration - 1]))
+        if diverged_at is not None:
+            break
     correct = recorder.correct()  # copies every score to the host once
     train_loss = losses.cpu().numpy()
     wall_seconds = time.perf_counter() - start
-    seconds[-1] = wall_seconds
-    return RunResult(train_loss, correct, data.test_labels.shape[0], seconds, wall_seconds, train_size)
+    seconds[iteration - 1] = wall_seconds
+    done = diverged_at or config.iterations
+    return RunResult(train_loss[:done], correct[:done], data.test_labels.shape[0], seconds[:done], wall_seconds,
+                     train_size, diverged_at)
+
+
+def _first_non_finite(losses):
+    """0-based index of the first NaN or infinite value in `losses`, or None (one host sync)."""
+    bad = (~torch.isfinite(losses)).nonzero()
+    return int(bad[0, 0]) if len(bad) else None
+
+
+def _progress(iteration, iterations, losses, recorder, elapsed):
+    """One progress line: iteration, loss, latest test accuracy, speed and time left."""
+    rate = iteration / elapsed
+    latest = recorder.latest()
+    accuracy = f"test accuracy {latest[1]:.4f} (iteration {latest[0] + 1})" if latest else "test accuracy pending"
+    return (f"iteration {iteration}/{iterations}  loss {losses[iteration - 1].item():.5f}  {accuracy}  "
+            f"{rate:.0f} it/s  eta {(iterations - iteration) / rate:.1f} s")
 
 
 def write_metrics(path, result):
@@ -161,13 +200,45 @@ def write_metrics(path, result):
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 
+def git_state(path=Path(__file__).resolve().parents[2]):
+    """(commit, dirty) of the git checkout holding this code, or (None, None) outside one.
+
+    `dirty` is True when a tracked file differs from the commit (results/ is ignored, untracked files
+    are not counted).
+    """
+    def git(*args):
+        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=30)
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        if commit.returncode != 0:
+            return None, None
+        return commit.stdout.strip(), bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+    except (OSError, subprocess.TimeoutExpired):
+        return None, None
+
+
+def _finite_or_none(value):
+    return float(value) if np.isfinite(value) else None
+
+
 def run_info(config, result, device, threads, setup_seconds):
-    """The JSON record of a run: resolved parameters, environment and timings."""
+    """The JSON record of a run: resolved parameters, outcome, provenance and cost."""
     evaluated = result.test_accuracy[~np.isnan(result.test_accuracy)]
+    commit, dirty = git_state()
+    cuda = device.type == "cuda"
     return {
         "params": dataclasses.asdict(config),
         "resolved": {"train_size": result.train_size, "device": str(device), "threads": threads},
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "status": result.status,
+        "diverged_at_iteration": result.diverged_at,
+        "iterations_done": len(result.train_loss),
+        "final_train_loss": _finite_or_none(result.train_loss[-1]),
+        "final_test_accuracy": float(evaluated[-1]),
+        "best_test_accuracy": float(evaluated.max()),
+        "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor(),
+        "git_commit": commit,
+        "git_dirty": dirty,
         "versions": {
             "mnist_sgd": __version__,
             "python": platform.python_version(),
@@ -175,12 +246,12 @@ def run_info(config, result, device, threads, setup_seconds):
             "cuda": torch.version.cuda,
         },
         "host": socket.gethostname(),
-        "final_train_loss": float(result.train_loss[-1]),
-        "final_test_accuracy": float(evaluated[-1]),
-        "best_test_accuracy": float(evaluated.max()),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "setup_seconds": setup_seconds,
         "wall_seconds": result.wall_seconds,
-        "seconds_per_iteration": result.wall_seconds / config.iterations,
+        "seconds_per_iteration": result.wall_seconds / len(result.train_loss),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
+        "gpu_peak_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
     }
 
 
@@ -200,8 +271,9 @@ def run(data_path, metrics_path, info_path, config, threads=None, log=print):
     with atomic_path(info_path) as tmp:
         tmp.write_text(json.dumps(info, indent=2) + "\n")
     log(
-        f"done: final test accuracy {info['final_test_accuracy']:.4f}, "
-        f"final loss {info['final_train_loss']:.5f}, {result.wall_seconds:.2f} s"
+        f"done ({info['status']}): final test accuracy {info['final_test_accuracy']:.4f}, "
+        f"final loss {info['final_train_loss']}, {result.wall_seconds:.2f} s, "
+        f"peak RSS {info['peak_rss_mb']:.0f} MB"
     )
     return info
 

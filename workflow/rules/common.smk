@@ -1,6 +1,8 @@
 # Config validation, the table of runs, and the functions that build target lists.
+import hashlib
 import os
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -8,7 +10,13 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
-from mnist_sgd.study import RUN_PATTERN as RUN, SweepError, run_labels, sweep_runs
+from mnist_sgd.study import (
+    RUN_PATTERN as RUN,
+    SweepError,
+    comparison_runs,
+    run_labels,
+    sweep_runs,
+)
 
 validate(config, "../../config/config.schema.yaml")
 
@@ -19,6 +27,8 @@ IDX_FILES = [
     "t10k-labels-idx1-ubyte",
 ]
 FORMATS = config["figures"]["formats"]
+# The format the report shows (every format is still written): the first raster one, else the first.
+REPORT_FORMAT = next((ext for ext in ("png", "svg") if ext in FORMATS), FORMATS[0])
 
 
 def count_gpus():
@@ -40,24 +50,86 @@ wildcard_constraints:
     lr=r"[0-9][0-9.e+-]*",
     iterations=r"[1-9]\d*",
     seed=r"\d+",
-    sweep=r"[A-Za-z0-9_]+",
+    group=r"[A-Za-z0-9_]+",
     idx_file="|".join(IDX_FILES),
     ext="|".join(FORMATS),
 
 
-if config["data_mirror"] and "://" not in config["data_mirror"]:
-    if not os.path.isdir(config["data_mirror"]):
+MIRRORS = {"data_mirror": config["data_mirror"]}
+MIRRORS.update({f"mirrors[{i}]": m for i, m in enumerate(config["mirrors"])})
+for key, mirror in MIRRORS.items():
+    if mirror and "://" not in mirror and not os.path.isdir(mirror):
         raise WorkflowError(
-            f"config error: data_mirror={config['data_mirror']!r}: no such folder; give the "
-            "folder holding the MNIST IDX files, or a URL"
+            f"config error: {key}={mirror!r}: no such folder; give the folder holding the "
+            "MNIST IDX files, or a URL"
         )
 
 
+def training_set_size():
+    """Images in the training set: the downloaded file's IDX header, or MNIST's 60000 before that."""
+    path = "results/data/raw/train-images-idx3-ubyte"
+    if not os.path.exists(path):
+        return 60000
+    with open(path, "rb") as idx:
+        return struct.unpack(">I", idx.read(8)[4:8])[0]
+
+
 try:
-    SWEEPS = {name: sweep_runs(config, name) for name in config["sweeps"]}
+    SWEEPS = {
+        name: sweep_runs(config, name, training_set_size()) for name in config["sweeps"]
+    }
+    # Figures that overlay a group of runs: one per sweep, and the configured comparisons.
+    FIGURE_GROUPS = {
+        name: (config["sweeps"][name].get("title", name), runs)
+        for name, runs in SWEEPS.items()
+    }
+    for name, comparison in config["figures"]["comparisons"].items():
+        if name in FIGURE_GROUPS or name == "runs":
+            raise SweepError(
+                f"config error: figures.comparisons.{name}: the name is taken (by a sweep "
+                "or by results/figures/runs); choose another"
+            )
+        FIGURE_GROUPS[name] = (
+            comparison.get("title", name),
+            comparison_runs(config, name, SWEEPS),
+        )
 except SweepError as error:
     raise WorkflowError(str(error))
 RUNS = list(dict.fromkeys(run for runs in SWEEPS.values() for run in runs))
+SWEEPS_BY_RUN = {run: [s for s, runs in SWEEPS.items() if run in runs] for run in RUNS}
+
+PACKAGE = os.path.join(workflow.basedir, "workflow", "mnist_sgd")
+
+
+def code_digest(*modules):
+    """Digest of the package modules a rule runs. As a rule parameter it makes an edit of one of
+    them rerun exactly the rules that use it (Snakemake's code trigger sees only the rule's script).
+    """
+    digest = hashlib.sha256()
+    for module in ("files",) + modules:
+        with open(os.path.join(PACKAGE, f"{module}.py"), "rb") as source:
+            digest.update(source.read())
+    return digest.hexdigest()[:16]
+
+
+# What the cached tensors are a function of, besides the code: the verified content of the IDX files.
+DATA_DIGEST = hashlib.sha256(
+    "".join(config["data_sha256"][name] for name in IDX_FILES).encode()
+).hexdigest()[:16]
+
+
+def figure(path, caption, category, subcategory=None, labels=None):
+    """`path` (with {ext}) in every configured format; the report shows REPORT_FORMAT's file."""
+    files = [path.replace("{ext}", ext) for ext in FORMATS]
+    shown = FORMATS.index(REPORT_FORMAT)
+    files[shown] = report(
+        files[shown],
+        caption=f"../report/{caption}.rst",
+        category=category,
+        subcategory=subcategory,
+        labels=labels,
+    )
+    return files
 
 
 def run_files(runs, name):
@@ -66,8 +138,31 @@ def run_files(runs, name):
 
 def all_figures():
     figures = [f"results/figures/runs/{run}.{ext}" for run in RUNS for ext in FORMATS]
-    for name in SWEEPS:
+    for name in FIGURE_GROUPS:
         for kind in ("curves", "final_accuracy"):
             figures += [f"results/figures/{name}/{kind}.{ext}" for ext in FORMATS]
     figures += [f"results/figures/wall_time.{ext}" for ext in FORMATS]
     return figures
+
+
+def write_partial_summary():
+    """After a failed run (e.g. with --keep-going): results/summary_partial.csv lists every run of the
+    configuration with its status (ok, diverged, failed with its log, or missing), and the failed
+    and missing runs are printed. The next complete summary removes the file."""
+    from mnist_sgd.summary import summarize, write_summary
+
+    table = summarize(
+        run_files(RUNS, "run.json"),
+        SWEEPS_BY_RUN,
+        [f"results/logs/train/{run}.log" for run in RUNS],
+    )
+    write_summary(table, "results/summary_partial.csv")
+    incomplete = table[table["status"].isin(["failed", "missing"])]
+    print(
+        f"{len(incomplete)} of {len(table)} runs have no result; every run's status is in "
+        "results/summary_partial.csv",
+        file=sys.stderr,
+    )
+    for row in incomplete.itertuples():
+        where = f" (log: {row.log})" if row.status == "failed" else ""
+        print(f"  {row.status}: {row.run}{where}", file=sys.stderr)

@@ -10,6 +10,7 @@ rule download_mnist:
         "../../envs/train.yaml"
     params:
         sha256=lambda wildcards: config["data_sha256"][wildcards.idx_file],
+        code=code_digest("data"),
     script:
         "../scripts/download_mnist.py"
 
@@ -26,5 +27,7 @@ rule format_mnist:
         "results/logs/format_mnist.log",
     conda:
         "../../envs/train.yaml"
+    params:
+        code=code_digest("data"),
     script:
         "../scripts/format_mnist.py"

@@ -1,4 +1,5 @@
 # Figures, each in every configured format; they read metrics and summaries, never the data.
+# Their params hold figure options and the plotting code's digest: changing either redraws only figures.
 
 
 rule plot_run:
@@ -6,50 +7,81 @@ rule plot_run:
         metrics=f"results/runs/{RUN}/metrics.csv",
         info=f"results/runs/{RUN}/run.json",
     output:
-        expand(f"results/figures/runs/{RUN}.{{ext}}", ext=FORMATS, allow_missing=True),
+        figure(
+            f"results/figures/runs/{RUN}.{{ext}}",
+            caption="run",
+            category="2. Runs",
+            subcategory="{impl}",
+            labels={
+                "training images": "{train_size}",
+                "batch size": "{batch_size}",
+                "learning rate": "{lr}",
+                "iterations": "{iterations}",
+                "seed": "{seed}",
+            },
+        ),
     log:
         f"results/logs/plot_run/{RUN}.log",
     conda:
         "../../envs/plot.yaml"
     params:
         dpi=config["figures"]["dpi"],
+        code=code_digest("plots"),
     script:
         "../scripts/plot_run.py"
 
 
-rule plot_sweep:
+rule plot_group:
     input:
-        metrics=lambda wildcards: run_files(SWEEPS[wildcards.sweep], "metrics.csv"),
-        infos=lambda wildcards: run_files(SWEEPS[wildcards.sweep], "run.json"),
+        metrics=lambda wildcards: run_files(
+            FIGURE_GROUPS[wildcards.group][1], "metrics.csv"
+        ),
+        infos=lambda wildcards: run_files(FIGURE_GROUPS[wildcards.group][1], "run.json"),
     output:
-        curves=expand("results/figures/{{sweep}}/curves.{ext}", ext=FORMATS),
-        final_accuracy=expand(
-            "results/figures/{{sweep}}/final_accuracy.{ext}", ext=FORMATS
+        curves=figure(
+            "results/figures/{group}/curves.{ext}",
+            caption="curves",
+            category="1. Sweeps and comparisons",
+            subcategory="{group}",
+            labels={"figure": "loss and accuracy curves"},
+        ),
+        final_accuracy=figure(
+            "results/figures/{group}/final_accuracy.{ext}",
+            caption="final_accuracy",
+            category="1. Sweeps and comparisons",
+            subcategory="{group}",
+            labels={"figure": "final test accuracy"},
         ),
     log:
-        "results/logs/plot_sweep/{sweep}.log",
+        "results/logs/plot_group/{group}.log",
     conda:
         "../../envs/plot.yaml"
     params:
-        title=lambda wildcards: config["sweeps"][wildcards.sweep].get(
-            "title", wildcards.sweep
-        ),
-        labels=lambda wildcards: run_labels(SWEEPS[wildcards.sweep]),
+        title=lambda wildcards: FIGURE_GROUPS[wildcards.group][0],
+        labels=lambda wildcards: run_labels(FIGURE_GROUPS[wildcards.group][1]),
+        smoothing=config["figures"]["smoothing"],
         dpi=config["figures"]["dpi"],
+        code=code_digest("plots"),
     script:
-        "../scripts/plot_sweep.py"
+        "../scripts/plot_group.py"
 
 
 rule plot_wall_time:
     input:
-        summary=rules.summarize.output[0],
+        summary=rules.summarize.output.csv,
     output:
-        expand("results/figures/wall_time.{ext}", ext=FORMATS),
+        figure(
+            "results/figures/wall_time.{ext}",
+            caption="wall_time",
+            category="3. Cost",
+            labels={"figure": "training wall time"},
+        ),
     log:
         "results/logs/plot_wall_time.log",
     conda:
         "../../envs/plot.yaml"
     params:
         dpi=config["figures"]["dpi"],
+        code=code_digest("plots"),
     script:
         "../scripts/plot_wall_time.py"

@@ -1,9 +1,11 @@
 # One training job per run; every run goes through the same program (mnist_sgd.train).
+# A run retrains when its parameters, the training code or the data's checksums change; re-creating
+# the cache with the same content does not retrain (ancient), its content is pinned by params.data.
 
 
 rule train:
     input:
-        data=rules.format_mnist.output.cache,
+        data=ancient(rules.format_mnist.output.cache),
     output:
         metrics=f"results/runs/{RUN}/metrics.csv",
         info=f"results/runs/{RUN}/run.json",
@@ -19,6 +21,8 @@ rule train:
     params:
         eval_every=config["eval_every"],
         device=config["device"],
+        data=DATA_DIGEST,
+        code=code_digest("data", "sgd", "study", "train"),
     script:
         "../scripts/train.py"
 
@@ -27,12 +31,19 @@ rule summarize:
     input:
         infos=run_files(RUNS, "run.json"),
     output:
-        "results/summary.csv",
+        csv="results/summary.csv",
+        html=report(
+            "results/summary.html",
+            caption="../report/summary.rst",
+            category="4. Summary table",
+            labels={"table": "one row per run"},
+        ),
     log:
         "results/logs/summarize.log",
     conda:
         "../../envs/plot.yaml"
     params:
-        sweeps={run: [s for s, runs in SWEEPS.items() if run in runs] for run in RUNS},
+        sweeps=SWEEPS_BY_RUN,
+        code=code_digest("summary"),
     script:
         "../scripts/summarize.py"
