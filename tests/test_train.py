@@ -1,6 +1,8 @@
 """The training program: reproducibility, subsets, the reference algorithm, outputs and errors."""
 
 import json
+import re
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -8,7 +10,9 @@ import pytest
 import torch
 
 from mnist_sgd.reference import reference_train
-from mnist_sgd.train import ConfigError, TrainConfig, main, seeded_generator, train, training_set, write_metrics
+from mnist_sgd.train import (
+    ConfigError, TrainConfig, git_state, main, seeded_generator, train, training_set, write_metrics,
+)
 
 QUIET = dict(log=lambda message: None)
 
@@ -117,6 +121,58 @@ def test_command_line_writes_metrics_and_info(tmp_path, small_data):
     expected = train(small_data, TrainConfig(train_size=100, batch_size=10, iterations=30, lr=0.01, seed=2,
                                              device="cpu"), **QUIET)
     np.testing.assert_array_equal(table["train_loss"].to_numpy(np.float32), expected.train_loss)
+    assert record["status"] == "ok" and record["diverged_at_iteration"] is None and record["iterations_done"] == 30
+    assert 100 < record["peak_rss_mb"] < 4000 and record["gpu_peak_allocated_mb"] is None
+    assert {"git_commit", "git_dirty", "host", "slurm_job_id", "versions", "device_name"} <= set(record)
+
+
+@pytest.mark.parametrize("impl", ["scratch", "torch"])
+def test_a_diverging_run_stops_at_the_first_non_finite_loss(tmp_path, small_data, impl):
+    config = TrainConfig(impl=impl, batch_size=10, iterations=3000, lr=50.0)
+    result = train(small_data, config, **QUIET)
+    reference = reference_train(small_data, config) if impl == "scratch" else None
+    losses = result.train_loss
+    assert result.status == "diverged" and result.diverged_at == len(losses) < config.iterations
+    assert np.isfinite(losses[:-1]).all() and not np.isfinite(losses[-1])
+    assert len(result.test_correct) == len(result.seconds) == len(losses)
+    if reference is not None:  # the same iteration the plain algorithm first goes non-finite
+        assert result.diverged_at == 1 + np.flatnonzero(~np.isfinite(reference.train_loss))[0]
+    write_metrics(tmp_path / "m.csv", result)
+    table = pd.read_csv(tmp_path / "m.csv")
+    assert len(table) == result.diverged_at and not np.isfinite(table["train_loss"].iloc[-1])
+
+
+def test_progress_lines_give_iteration_loss_accuracy_speed_and_eta(small_data):
+    lines = []
+    result = train(small_data, TrainConfig(batch_size=10, iterations=300, lr=0.001), log=lines.append)
+    assert len(lines) == 10
+    for line in lines:
+        # Accuracies are scored 100 iterations at a time: before the first block, "pending".
+        match = re.fullmatch(r"iteration (\d+)/300  loss ([\d.]+)  test accuracy (pending|([\d.]+) \(iteration "
+                             r"(\d+)\))  \d+ it/s  eta [\d.]+ s", line)
+        assert match, line
+        done, loss, _, accuracy, evaluated = match.groups()
+        assert float(loss) == pytest.approx(result.train_loss[int(done) - 1], abs=1e-5)
+        assert (accuracy is None) == (int(done) < 100)
+        if accuracy is not None:
+            assert float(accuracy) == pytest.approx(result.test_accuracy[int(evaluated) - 1], abs=1e-4)
+            assert int(done) - 100 < int(evaluated) <= int(done)
+    assert lines[-1].startswith("iteration 300/300") and lines[-1].endswith("eta 0.0 s")
+
+
+def test_git_state_names_the_commit_and_whether_tracked_files_changed(tmp_path):
+    assert git_state(tmp_path) == (None, None)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    subprocess.run([*git, "add", "code.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert git_state(tmp_path) == (head, False)
+    (tmp_path / "untracked.txt").write_text("results")
+    assert git_state(tmp_path) == (head, False)
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_state(tmp_path) == (head, True)
 
 
 def test_metrics_csv_leaves_unevaluated_accuracy_empty(tmp_path, small_data):

@@ -1,10 +1,13 @@
 """End to end: the real `snakemake` CLI on a copy of the workflow and a small MNIST the test writes."""
 
+import base64
 import json
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -249,12 +252,89 @@ def test_snakefmt_is_clean():
     "override, message",
     [
         ("batch_szie=3", "batch_szie"),
-        ("device=tpu", "tpu"),
+        ("device=tpu", "'tpu' is not one of ['auto', 'cpu', 'cuda']"),
+        ("eval_every=0", "0 is less than the minimum of 1"),
         ("data_mirror=/nonexistent/mnist", "data_mirror='/nonexistent/mnist': no such folder"),
+        ("mirrors=[/nonexistent/mnist]", "mirrors[0]='/nonexistent/mnist': no such folder"),
     ],
 )
-def test_bad_config_fails_before_any_job(workdir, override, message):
+def test_a_bad_command_line_value_fails_before_any_job(workdir, override, message):
     result = snakemake(workdir, "-n", "--config", override)
     assert result.returncode != 0
     assert message in result.stdout, result.stdout
     assert "Job stats" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c["sweeps"]["batch_size"].update(batch_szie=[3]),
+         "Additional properties are not allowed ('batch_szie' was unexpected)"),
+        (lambda c: c["sweeps"]["batch_size"].update(batch_sizes=[0]),
+         "On instance['sweeps']['batch_size']['batch_sizes'][0]"),
+        (lambda c: c["sweeps"]["batch_size"].update(lr=0), "0 is less than or equal to the minimum of 0"),
+        (lambda c: c["sweeps"]["batch_size"].update(lr=float("inf")),
+         "sweeps.batch_size.lr=inf: must be a finite number > 0"),
+        (lambda c: c["sweeps"]["batch_size"].update(lr=float("nan")),
+         "sweeps.batch_size.lr=nan: must be a finite number > 0"),
+        (lambda c: c["sweeps"]["batch_size"].update(iterations=0), "0 is less than the minimum of 1"),
+        (lambda c: c["sweeps"]["batch_size"].update(impl="jax"), "'jax' is not one of ['scratch', 'torch']"),
+        (lambda c: c["sweeps"]["train_size"].update(train_sizes=[50, 301]),
+         "sweeps.train_size.train_sizes has 301: larger than the 300 training images"),
+        (lambda c: c["sweeps"]["batch_size"].update(train_sizes=["all"], batch_sizes=["train_size"]),
+         "sweeps.batch_size.batch_sizes='train_size' needs integer train_sizes"),
+        (lambda c: c["figures"].update(comparisons={"x": {"runs": [{"sweep": "nope"}]}}),
+         "figures.comparisons.x.runs[0]: sweep='nope' is not a sweep"),
+        (lambda c: c["figures"].update(comparisons={"x": {"runs": [{"sweep": "batch_size", "batch_size": 7}]}}),
+         "figures.comparisons.x.runs[0]: no run of sweep 'batch_size' has {'batch_size': '7'}"),
+        (lambda c: c["figures"].update(comparisons={"batch_size": {"runs": [{"sweep": "batch_size"}]}}),
+         "figures.comparisons.batch_size: the name is taken"),
+    ],
+    ids=["typo", "batch-0", "lr-0", "lr-inf", "lr-nan", "iterations-0", "impl", "subset-too-large",
+         "batch-train-size-all", "comparison-sweep", "comparison-no-match", "comparison-name"],
+)
+def test_a_bad_config_file_fails_before_any_job(completed, tmp_path, change, message):
+    workdir, _ = completed
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(changed_config(workdir, change), sort_keys=False))
+    result = snakemake(workdir, "-n", "--configfile", str(path))
+    assert result.returncode != 0
+    assert message in result.stdout, result.stdout
+    assert "Job stats" not in result.stdout
+
+
+def test_every_job_writes_a_log_and_training_logs_progress(completed):
+    workdir, _ = completed
+    logs = workdir / "results" / "logs"
+    expected = [f"download_mnist/{name}.log" for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                                           "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
+    expected += ["format_mnist.log", "summarize.log", "plot_wall_time.log"]
+    expected += [f"{rule}/{run}.log" for run in RUNS for rule in ("train", "plot_run")]
+    expected += [f"plot_group/{sweep}.log" for sweep in ("batch_size", "train_size", "torch_optim")]
+    assert sorted(p.relative_to(logs).as_posix() for p in logs.rglob("*.log")) == sorted(expected)
+    for run in RUNS:
+        log = (logs / "train" / f"{run}.log").read_text()
+        assert "device=auto: using cpu" in log
+        assert "iteration 40/40  loss " in log and " it/s  eta 0.0 s" in log
+        assert "done (ok): final test accuracy " in log
+
+
+def test_the_report_holds_every_figure_with_its_caption_and_the_summary(completed, tmp_path):
+    workdir, _ = completed
+    assert snakemake(workdir, "--report", str(tmp_path / "report.html")).returncode == 0
+    assert snakemake(workdir, "--report", str(tmp_path / "report.zip")).returncode == 0
+    html = (tmp_path / "report.html").read_text()
+    figures = sorted((workdir / "results" / "figures").rglob("*.png"))
+    assert len(figures) == 5 + 3 * 2 + 1
+    for path in figures:  # self-contained: every figure is embedded
+        assert base64.b64encode(path.read_bytes()).decode()[:2000] in html, path
+    assert "learning rate 0.05" in html and "seed 1" in html  # a run's caption names its parameters
+    assert "Batch sizes: every run" in html and "Subsets: test accuracy at the last iteration" in html
+    assert "Minibatch SGD for a linear least-squares MNIST classifier" in html  # the methods text
+    with zipfile.ZipFile(tmp_path / "report.zip") as archive:
+        members = {n: archive.read(n) for n in archive.namelist() if "/data/raw/" in n}
+    assert len(members) == len(figures) + 1  # every figure and the summary table, nothing else
+    for path in figures:
+        assert path.read_bytes() in members.values(), path
+    table = next(content for name, content in members.items() if name.endswith("/summary.html")).decode()
+    assert "<table" in table and all(run in table for run in RUNS)
