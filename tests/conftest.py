@@ -3,11 +3,15 @@
 import gzip
 import hashlib
 import os
+import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from mnist_sgd.data import MNIST_SHA256, build_cache, load_cache
 
@@ -15,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 # The real MNIST (four IDX .gz files) beside the checkout; the slow tests use it when present.
 REAL_MNIST = Path(os.environ.get("MNIST_DIR", REPO.parent / "shared" / "mnist"))
 IDX_NAMES = list(MNIST_SHA256)
+WORKFLOW_PARTS = ["Snakefile", "workflow", "config", "envs", "profiles"]
 
 
 def idx_bytes(array):
@@ -48,6 +53,42 @@ def write_small_mnist(folder, num_train=300, num_test=100, compress=True):
         else:
             (folder / name).write_bytes(content)
     return {name: hashlib.sha256(content).hexdigest() for name, content in contents.items()}
+
+
+def copy_workflow(destination):
+    for part in WORKFLOW_PARTS:
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, destination / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, destination / part)
+
+
+def make_workdir(root, sweeps, figures=None, num_train=300, num_test=100):
+    """A copy of the workflow in `root`, configured with `sweeps` on a small MNIST mirror it writes."""
+    copy_workflow(root)
+    sha256 = write_small_mnist(root / "mirror", num_train=num_train, num_test=num_test)
+    config = {"data_mirror": str(root / "mirror"), "mirrors": [], "data_sha256": sha256, "sweeps": sweeps,
+              "figures": figures or {"formats": ["png"], "dpi": 40}}
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return root
+
+
+def snakemake(workdir, *args, timeout=600):
+    """Run the snakemake CLI in `workdir`; return the completed process (stdout and stderr merged)."""
+    return subprocess.run(
+        ["timeout", "-k", "10", str(timeout), sys.executable, "-m", "snakemake", *args],
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def job_stats(output):
+    """Jobs per rule from the "Job stats" table Snakemake prints before running (or with -n)."""
+    if "Job stats:" not in output:
+        return {}
+    table = output.split("Job stats:")[1].split("\n\n")[0]
+    rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
+    return {rule: int(count) for rule, count in rows if rule != "total"}
 
 
 @pytest.fixture

@@ -3,19 +3,16 @@
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, write_small_mnist
+from conftest import REPO, job_stats, make_workdir, snakemake
 
-WORKFLOW_PARTS = ["Snakefile", "workflow", "config", "envs", "profiles"]
 RUNS = [
     "scratch/trainall_batch1_lr0.01_it40_seed0",
     "scratch/trainall_batch10_lr0.01_it40_seed0",
@@ -25,48 +22,20 @@ RUNS = [
 ]
 
 
-def small_config(mirror, sha256):
-    return {
-        "data_mirror": str(mirror),
-        "mirrors": [],
-        "data_sha256": sha256,
-        "sweeps": {
-            "batch_size": {"title": "Batch sizes", "impl": "scratch", "train_sizes": ["all"],
-                           "batch_sizes": [1, 10], "iterations": 40, "lr": 0.01, "seeds": [0]},
-            "train_size": {"title": "Subsets", "impl": "scratch", "train_sizes": [50, 100],
-                           "batch_sizes": ["train_size"], "iterations": 40, "lr": 0.01, "seeds": [0]},
-            "torch_optim": {"impl": "torch", "train_sizes": ["all"], "batch_sizes": [25],
-                            "iterations": 40, "lr": 0.05, "seeds": [1]},
-        },
-        "figures": {"formats": ["png", "svg"], "dpi": 40},
-    }
-
-
-def copy_workflow(destination):
-    for part in WORKFLOW_PARTS:
-        source = REPO / part
-        if source.is_dir():
-            shutil.copytree(source, destination / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, destination / part)
-
-
-def snakemake(workdir, *args, timeout=600):
-    """Run the snakemake CLI in `workdir`; return the completed process (stdout and stderr merged)."""
-    return subprocess.run(
-        ["timeout", "-k", "10", str(timeout), sys.executable, "-m", "snakemake", *args],
-        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+SWEEPS = {
+    "batch_size": {"title": "Batch sizes", "impl": "scratch", "train_sizes": ["all"],
+                   "batch_sizes": [1, 10], "iterations": 40, "lr": 0.01, "seeds": [0]},
+    "train_size": {"title": "Subsets", "impl": "scratch", "train_sizes": [50, 100],
+                   "batch_sizes": ["train_size"], "iterations": 40, "lr": 0.01, "seeds": [0]},
+    "torch_optim": {"impl": "torch", "train_sizes": ["all"], "batch_sizes": [25],
+                    "iterations": 40, "lr": 0.05, "seeds": [1]},
+}
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A copy of the workflow configured for a small MNIST mirror, not yet run."""
-    root = tmp_path_factory.mktemp("workflow")
-    copy_workflow(root)
-    sha256 = write_small_mnist(root / "mirror", num_train=300, num_test=100)
-    (root / "config" / "config.yaml").write_text(yaml.safe_dump(small_config(root / "mirror", sha256), sort_keys=False))
-    return root
+    return make_workdir(tmp_path_factory.mktemp("workflow"), SWEEPS, {"formats": ["png", "svg"], "dpi": 40})
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +117,7 @@ def planned_jobs(workdir, config, tmp_path):
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     result = snakemake(workdir, "-n", "--configfile", str(path))
     assert result.returncode == 0, result.stdout
-    table = result.stdout.split("Job stats:")[1].split("\n\n")[0]
-    rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
-    return {rule: int(count) for rule, count in rows if rule != "total"}
+    return job_stats(result.stdout)
 
 
 def changed_config(workdir, change):

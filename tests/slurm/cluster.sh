@@ -76,6 +76,17 @@ wait_for() {
   done
 }
 
+# Wait like wait_for, but give up as soon as daemon $1 (PID file $2) has died after starting.
+wait_for_daemon() {
+  local name=$1 file=$2 deadline=$((SECONDS + TIMEOUT)) started=$SECONDS
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || return 1
+    if ((SECONDS - started >= 3)) && ! running "$name" "$file"; then return 1; fi
+    sleep 0.5
+  done
+}
+
 stop() {
   local name=$1 file=$2 pid deadline
   if ! pid=$(live_pid "$name" "$file"); then
@@ -155,6 +166,8 @@ AccountingStoragePort=$((PORT + 2))
 AccountingStoragePass=$STATE/munge/munge.socket
 # sacct shows the plugin's --comment (rule and wildcards) with -o Comment.
 AccountingStoreFlags=job_comment
+# GPUs in each job's TRES (sacct -o ReqTRES,AllocTRES); needs slurmdbd.
+AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=10"
   else
@@ -200,9 +213,8 @@ KillWait=5
 Waittime=0
 $accounting
 JobCompType=jobcomp/none
+MailProg=/bin/true
 $gres_lines
-# Show GPUs in each job's TRES (scontrol show job; sacct AllocTRES/ReqTRES).
-AccountingStorageTRES=gres/gpu
 NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$NODE CPUs=$cpus RealMemory=$real_mb $node_gres State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP" && changed=0
   local gres="$MARKER"
@@ -307,7 +319,7 @@ start_slurmdbd() {
   SLURM_CONF=$CONF slurmdbd >"$STATE/log/slurmdbd.out" 2>&1 || true
   wait_for slurmdbd running slurmdbd "$STATE/run/slurmdbd.pid" || die "slurmdbd did not start (log: $STATE/log/slurmdbd.log)"
   # slurmdbd answers once it has created its tables.
-  wait_for slurmdbd sacctmgr -n list cluster || die "slurmdbd does not answer (log: $STATE/log/slurmdbd.log)"
+  wait_for_daemon slurmdbd "$STATE/run/slurmdbd.pid" sacctmgr -n list cluster || die "slurmdbd does not answer (log: $STATE/log/slurmdbd.log)"
   if [[ -z $(sacctmgr -n -P list cluster format=cluster where cluster=$CLUSTER) ]]; then
     sacctmgr -i add cluster "$CLUSTER" >/dev/null
   fi
@@ -316,7 +328,7 @@ start_slurmdbd() {
 start_slurmctld() {
   running slurmctld "$STATE/run/slurmctld.pid" && return 0
   slurmctld -f "$CONF" >"$STATE/log/slurmctld.out" 2>&1 || die "slurmctld failed: $(cat "$STATE/log/slurmctld.out")"
-  wait_for slurmctld scontrol ping || die "slurmctld does not answer (log: $STATE/log/slurmctld.log)"
+  wait_for_daemon slurmctld "$STATE/run/slurmctld.pid" scontrol ping || die "slurmctld does not answer (log: $STATE/log/slurmctld.log)"
 }
 
 start_slurmd() {

@@ -1,0 +1,134 @@
+"""Faults through the real CLI: a diverging run, a failing run, a killed job, a second invocation."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import job_stats, make_workdir, snakemake
+
+OK = "scratch/trainall_batch10_lr0.01_it40_seed0"
+DIVERGED = "scratch/trainall_batch10_lr1000.0_it300_seed0"
+FAILED = "scratch/train400_batch400_lr0.01_it40_seed0"  # more images than the 300 there are
+LONG = "scratch/trainall_batch10_lr0.01_it50000_seed0"
+
+
+def sweep(**values):
+    return {"impl": "scratch", "train_sizes": ["all"], "batch_sizes": [10], "iterations": 40, "lr": 0.01,
+            "seeds": [0], **values}
+
+
+def test_keep_going_finishes_every_other_run_and_the_partial_summary_says_what_failed(tmp_path):
+    # Before the download the workflow cannot know the mirror holds only 300 training images, so
+    # the subset of 400 is refused by its training job, not at planning.
+    workdir = make_workdir(tmp_path, {
+        "good": sweep(),
+        "diverging": sweep(lr=1000.0, iterations=300),
+        "too_large": sweep(train_sizes=[400], batch_sizes=["train_size"]),
+    })
+    result = snakemake(workdir, "--cores", "2", "--keep-going", "all")
+    assert result.returncode != 0
+    runs = workdir / "results" / "runs"
+    log = f"results/logs/train/{FAILED}.log"
+    assert "train_size=400: larger than the 300 training images" in (workdir / log).read_text()
+    assert f"failed: {FAILED} (log: {log})" in result.stdout, result.stdout
+    assert not (runs / FAILED).exists()  # nothing half-written
+
+    # The diverged run is a result: recorded, summarized and drawn, marked as diverged.
+    metrics = pd.read_csv(runs / DIVERGED / "metrics.csv")
+    assert len(metrics) < 300 and pd.isna(metrics["train_loss"].iloc[-1]) is False
+    assert not metrics["train_loss"].iloc[:-1].isin([float("inf"), float("-inf")]).any()
+    partial = pd.read_csv(workdir / "results" / "summary_partial.csv").set_index("run")
+    assert partial.loc[OK, "status"] == "ok" and partial.loc[DIVERGED, "status"] == "diverged"
+    assert partial.loc[DIVERGED, "iterations_done"] == len(metrics)
+    assert partial.loc[FAILED, "status"] == "failed" and partial.loc[FAILED, "log"] == log
+    figures = workdir / "results" / "figures"
+    for figure in (f"runs/{OK}", f"runs/{DIVERGED}", "good/curves", "diverging/curves", "diverging/final_accuracy"):
+        assert (figures / f"{figure}.png").exists(), figure
+    assert not (figures / "too_large").exists() and not (workdir / "results" / "summary.csv").exists()
+
+    # Fixing the configuration trains only what is missing; the complete summary replaces the partial one.
+    config = (workdir / "config" / "config.yaml").read_text().replace("- 400", "- 200")
+    (workdir / "config" / "config.yaml").write_text(config)
+    result = snakemake(workdir, "--cores", "2", "all")
+    assert result.returncode == 0, result.stdout
+    assert job_stats(result.stdout)["train"] == 1, result.stdout
+    summary = pd.read_csv(workdir / "results" / "summary.csv").set_index("run")
+    assert summary["status"].to_dict() == {
+        OK: "ok", DIVERGED: "diverged", "scratch/train200_batch200_lr0.01_it40_seed0": "ok"}
+    assert not (workdir / "results" / "summary_partial.csv").exists()
+
+
+def wait_for(condition, what, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def training_processes(workdir):
+    """PIDs of the training jobs Snakemake runs in `workdir` (its copies of the rule script)."""
+    scripts = f"{workdir}/.snakemake/scripts/"
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if scripts in command and command.rstrip("\0").endswith(".train.py"):
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to the job", "SIGKILL to the job", "SIGKILL to every process"])
+def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(tmp_path, how):
+    workdir = make_workdir(tmp_path, {"quick": sweep(), "long": sweep(iterations=50000)})
+    runs, logs = workdir / "results" / "runs", workdir / "results" / "logs" / "train"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "2", "all"], cwd=workdir, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_for(lambda: (runs / OK / "run.json").exists(), "the quick run")
+        wait_for(lambda: (logs / f"{LONG}.log").exists() and "iteration 10000/" in (logs / f"{LONG}.log").read_text(),
+                 "the long run's progress")
+        # A second invocation on the same directory is refused while the first holds it.
+        second = snakemake(workdir, "--cores", "1", "all")
+        assert second.returncode != 0 and "Directory cannot be locked" in second.stdout, second.stdout
+        if how == "SIGKILL to every process":
+            os.killpg(first.pid, signal.SIGKILL)
+        else:
+            [job] = training_processes(workdir)
+            os.kill(job, signal.SIGTERM if how == "SIGTERM to the job" else signal.SIGKILL)
+        output, _ = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    if how != "SIGKILL to every process":
+        assert first.returncode != 0 and "Error in rule train" in output, output
+    assert not (runs / LONG / "run.json").exists() and not (runs / LONG / "metrics.csv").exists()
+
+    if how == "SIGKILL to every process":  # Snakemake could not release its lock
+        refused = snakemake(workdir, "--cores", "2", "all")
+        assert refused.returncode != 0 and "--unlock" in refused.stdout, refused.stdout
+        assert snakemake(workdir, "--unlock").returncode == 0
+    result = snakemake(workdir, "--cores", "2", "all")
+    assert result.returncode == 0, result.stdout
+    assert job_stats(result.stdout)["train"] == 1, result.stdout  # exactly the killed job
+    assert not list((runs / LONG).glob(".*.tmp"))
+
+    direct = tmp_path / "direct.csv"
+    subprocess.run(
+        [sys.executable, "-m", "mnist_sgd.train", "--data", str(workdir / "results/data/mnist.pt"),
+         "--metrics", str(direct), "--info", str(tmp_path / "direct.json"), "--batch-size", "10",
+         "--iterations", "50000", "--lr", "0.01", "--threads", "1"],
+        check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(workdir / "workflow")},
+    )
+    resumed = pd.read_csv(runs / LONG / "metrics.csv")
+    pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), pd.read_csv(direct).drop(columns="seconds"))
