@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REAL_MNIST
-from test_workflow import copy_workflow, snakemake
+from conftest import REAL_MNIST, copy_workflow, snakemake
 
 pytestmark = [
     pytest.mark.slow,
@@ -48,6 +47,8 @@ def test_the_default_study_lands_in_the_seeds_accuracy_bands(study):
         assert low <= accuracy <= high, f"{run}: final test accuracy {accuracy} outside [{low}, {high}]"
         assert summary.loc[run, "iterations"] == 6000
     assert (summary.loc[[r for r in BANDS if "trainall" in r], "train_size"] == 60000).all()
+    assert (summary["status"] == "ok").all() and (summary["peak_rss_mb"] < 1500).all()
+    assert (study / "results" / "figures" / "scratch_vs_torch" / "curves.png").exists()
 
 
 def test_the_cached_data_is_the_verified_mnist(study):
