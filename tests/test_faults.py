@@ -131,5 +131,4 @@ def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(t
          "--iterations", "50000", "--lr", "0.01", "--threads", "1"],
         check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(workdir / "workflow")},
     )
-    resumed = pd.read_csv(runs / LONG / "metrics.csv")
-    pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), pd.read_csv(direct).drop(columns="seconds"))
+    assert (runs / LONG / "metrics.csv").read_bytes() == direct.read_bytes()

@@ -95,11 +95,10 @@ def test_a_run_through_the_workflow_equals_the_program_run_directly(completed, t
     subprocess.run(
         [sys.executable, "-m", "mnist_sgd.train", "--data", str(workdir / "results/data/mnist.pt"),
          "--metrics", str(tmp_path / "m.csv"), "--info", str(tmp_path / "i.json"), "--train-size", "50",
-         "--batch-size", "50", "--iterations", "40", "--lr", "0.01", "--seed", "0"],
+         "--batch-size", "50", "--iterations", "40", "--lr", "0.01", "--seed", "0", "--threads", "1"],
         check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
     )
-    direct, workflow = pd.read_csv(tmp_path / "m.csv"), pd.read_csv(run / "metrics.csv")
-    pd.testing.assert_frame_equal(direct.drop(columns="seconds"), workflow.drop(columns="seconds"))
+    assert (tmp_path / "m.csv").read_bytes() == (run / "metrics.csv").read_bytes()
     assert json.loads((tmp_path / "i.json").read_text())["params"] == json.loads(
         (run / "run.json").read_text())["params"]
 

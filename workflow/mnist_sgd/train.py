@@ -3,9 +3,9 @@
     python -m mnist_sgd.train --data results/data/mnist.pt --impl scratch --batch-size 100 \\
         --metrics metrics.csv --info run.json
 
-writes a metrics CSV (iteration, train_loss, test_accuracy, seconds) and a JSON of the resolved
-parameters, device, versions and timings. Same parameters and seed give the same loss and accuracy
-columns on the same machine.
+writes a metrics CSV (iteration, train_loss, test_accuracy) and a JSON of the resolved parameters,
+outcome, provenance and timings. Same parameters and seed give the same metrics file, byte for byte,
+on the same machine, however and wherever the job is started.
 """
 
 import argparse
@@ -31,7 +31,7 @@ from .files import atomic_path, write_text_atomic
 from .sgd import SAMPLERS, UPDATERS, AccuracyRecorder
 
 DEVICES = ("auto", "cpu", "cuda")
-METRIC_COLUMNS = ("iteration", "train_loss", "test_accuracy", "seconds")
+METRIC_COLUMNS = ("iteration", "train_loss", "test_accuracy")
 # Iterations between checks for a non-finite loss (each check is one host sync on a GPU).
 DIVERGENCE_CHECK_EVERY = 100
 
@@ -82,7 +82,6 @@ class RunResult:
     train_loss: np.ndarray
     test_correct: np.ndarray  # -1 where not evaluated
     test_size: int
-    seconds: np.ndarray
     wall_seconds: float
     train_size: int
     diverged_at: Optional[int] = None
@@ -141,7 +140,6 @@ def train(data, config, log=print):
     test_images = data.test_images.index_select(1, updater.features)  # the pixels the weight covers
     recorder = AccuracyRecorder(test_images, data.test_labels, config.iterations)
     losses = torch.empty(config.iterations, device=device)
-    seconds = np.empty(config.iterations)
     log_every = max(1, config.iterations // 10)
     check_every = min(log_every, DIVERGENCE_CHECK_EVERY)
     diverged_at = None
@@ -154,7 +152,6 @@ def train(data, config, log=print):
             if iteration % config.eval_every == 0 or iteration == config.iterations - 1:
                 recorder.record(iteration, updater.weight)  # accuracy of the weights the loss is taken at
             losses[iteration] = updater.step(batch)
-            seconds[iteration] = time.perf_counter() - start
             iteration += 1
             if iteration % check_every == 0 or iteration == config.iterations:
                 diverged_at = _first_non_finite(losses[iteration - check_every : iteration])
@@ -164,16 +161,15 @@ def train(data, config, log=print):
                         f"stopping (lr={config.lr} is too large for batch size {config.batch_size})")
                     break
             if iteration % log_every == 0:
-                log(_progress(iteration, config.iterations, losses, recorder, seconds[iteration - 1]))
+                log(_progress(iteration, config.iterations, losses, recorder, time.perf_counter() - start))
         if diverged_at is not None:
             break
     correct = recorder.correct()  # copies every score to the host once
     train_loss = losses.cpu().numpy()
     wall_seconds = time.perf_counter() - start
-    seconds[iteration - 1] = wall_seconds
     done = diverged_at or config.iterations
-    return RunResult(train_loss[:done], correct[:done], data.test_labels.shape[0], seconds[:done], wall_seconds,
-                     train_size, diverged_at)
+    return RunResult(train_loss[:done], correct[:done], data.test_labels.shape[0], wall_seconds, train_size,
+                     diverged_at)
 
 
 def _first_non_finite(losses):
@@ -195,8 +191,8 @@ def write_metrics(path, result):
     """Write the per-iteration CSV atomically; accuracy is left empty where it was not evaluated."""
     accuracy = result.test_accuracy
     lines = [",".join(METRIC_COLUMNS)]
-    for i, (loss, acc, sec) in enumerate(zip(result.train_loss.tolist(), accuracy.tolist(), result.seconds)):
-        lines.append(f"{i + 1},{loss!r},{'' if np.isnan(acc) else repr(acc)},{sec:.6f}")
+    for i, (loss, acc) in enumerate(zip(result.train_loss.tolist(), accuracy.tolist())):
+        lines.append(f"{i + 1},{loss!r},{'' if np.isnan(acc) else repr(acc)}")
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 
