@@ -17,6 +17,16 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/plots.smk"
 
 
+# Jobs that run on the submit host, never on a cluster: downloads need the internet, the rest are short.
+localrules:
+    download_mnist,
+    format_mnist,
+    summarize,
+    plot_run,
+    plot_group,
+    plot_wall_time,
+
+
 rule all:
     default_target: True
     input:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A throw-away single-node SLURM cluster on this machine, for testing profiles/slurm (see NOTES.md).
+# A throw-away single-node SLURM cluster on this machine, for testing profiles/slurm (README.md,
+# "On a SLURM cluster").
 #
 #   bash tests/slurm/cluster.sh up       # install (if missing), configure and start; wait for the node
 #   bash tests/slurm/cluster.sh status   # daemons, node state, jobs
@@ -54,12 +55,20 @@ daemons() {
   echo "slurmd $STATE/run/slurmd.pid"
 }
 
+# Whether process $1 exists and is not a zombie (an orphaned daemon that exited stays a zombie
+# until PID 1 reaps it, which some container init processes never do).
+alive() {
+  local state
+  state=$(sed -n 's/^.*) \([A-Za-z]\).*$/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z && $state != X ]]
+}
+
 # The PID in $2 if it is a live process named $1 (guards against stale files and reused PIDs).
 live_pid() {
   local name=$1 file=$2 pid
   [[ -s $file ]] || return 1
   pid=$(tr -dc 0-9 <"$file")
-  [[ -n $pid && -r /proc/$pid/comm ]] || return 1
+  [[ -n $pid ]] && alive "$pid" || return 1
   [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$name"* ]] || return 1
   echo "$pid"
 }
@@ -71,7 +80,7 @@ wait_for() {
   local what=$1 deadline=$((SECONDS + TIMEOUT))
   shift
   until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || return 1
+    ((SECONDS < deadline)) || { log "gave up waiting for $what after ${TIMEOUT}s"; return 1; }
     sleep 0.5
   done
 }
@@ -96,11 +105,13 @@ stop() {
   log "stopping $name (pid $pid)"
   kill -TERM "$pid" 2>/dev/null || true
   deadline=$((SECONDS + 30))
-  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-  if kill -0 "$pid" 2>/dev/null; then
+  while alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
+  if alive "$pid"; then
     log "$name (pid $pid) ignored SIGTERM for 30 s; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+    deadline=$((SECONDS + 10))
+    while alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
+    alive "$pid" && die "could not stop $name (pid $pid)"
   fi
   rm -f "$file"
 }
@@ -142,8 +153,11 @@ put() {
 }
 
 write_config() {
-  local cpus mem_mb real_mb def_mem changed=1 i gres_lines=""
+  local cpus mem_mb real_mb def_mem changed=1 i gres_lines="" host
   cpus=$(nproc)
+  # slurmctld must run on a host named in SlurmctldHost: this one's short name (no DNS lookup).
+  host=$(uname -n)
+  host=${host%%.*}
   mem_mb=$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024))
   # Leave the OS and the submitting Snakemake some memory: 10%, at least 512 MB.
   real_mb=$((mem_mb - (mem_mb / 10 > 512 ? mem_mb / 10 : 512)))
@@ -177,7 +191,7 @@ JobAcctGatherType=jobacct_gather/none"
   put "$CONF" "$MARKER
 # Single node, root only, no systemd or cgroups; every path is under $STATE.
 ClusterName=$CLUSTER
-SlurmctldHost=$(hostname -s)(127.0.0.1)
+SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$PORT
 SlurmdPort=$((PORT + 1))
 SlurmUser=root
@@ -258,7 +272,6 @@ link_default_conf() {
     if [[ -L $target && $(readlink "$target") == "$ETC/$name" ]]; then continue; fi
     if [[ -e $target || -L $target ]]; then
       if [[ $name == slurm.conf ]]; then
-        log "$target exists and is not ours: leaving it; use export SLURM_CONF=$CONF"
         return 1
       fi
       continue
@@ -339,8 +352,6 @@ start_slurmd() {
 
 node_state() { sinfo -h -N -n "$NODE" -o %T 2>/dev/null | head -1; }
 
-node_idle() { [[ $(node_state) =~ ^(idle|mixed|allocated)$ ]]; }
-
 wait_for_node() {
   local state deadline=$((SECONDS + TIMEOUT))
   while :; do
@@ -364,7 +375,7 @@ up() {
   [[ $(id -u) == 0 ]] || die "run as root (the daemons run as root)"
   local start=$SECONDS
   mkdir -p "$STATE"/{etc,run,log,munge,spool/slurmctld,spool/slurmd}
-  chmod 700 "$STATE/munge"
+  chmod 755 "$STATE/munge"  # the socket must be reachable by every user; the key itself is 0400
   install_packages
   if write_config; then
     # The configuration changed under running daemons: restart them with the new one.
@@ -383,16 +394,18 @@ up() {
   start_slurmctld
   start_slurmd
   wait_for_node
-  local exported=
-  link_default_conf || exported=1
   log "up in $((SECONDS - start)) s: node $NODE $(node_state), $(nproc) CPUs, gres gpu:$GPUS, accounting: $ACCOUNTING"
   log "configuration: $CONF (logs: $STATE/log)"
-  if [[ -n $exported ]]; then
-    echo "export SLURM_CONF=$CONF"
+  if link_default_conf; then
+    log "linked from $DEFAULT_CONF: sbatch, squeue and sacct find it without SLURM_CONF"
   else
-    log "linked from $DEFAULT_CONF: sbatch, squeue and sacct need no SLURM_CONF"
+    log "$DEFAULT_CONF is another configuration: run the next line (or eval this script's output)"
   fi
+  # Standard output holds only this line, so that `eval "$(cluster.sh up)"` works in either case.
+  echo "export SLURM_CONF=$CONF"
 }
+
+no_active_jobs() { [[ -z $(squeue -h -t configuring,running,completing -o %A 2>/dev/null) ]]; }
 
 down_daemons() {
   # Cancel this cluster's jobs first, so that no slurmstepd outlives slurmd.
@@ -400,10 +413,10 @@ down_daemons() {
     local jobs
     jobs=$(squeue -h -o %A 2>/dev/null || true)
     if [[ -n $jobs ]]; then
-      log "cancelling jobs: $(echo $jobs)"
+      log "cancelling jobs: ${jobs//$'\n'/ }"
       # shellcheck disable=SC2086
       scancel $jobs 2>/dev/null || true
-      wait_for "jobs to end" test -z "$(squeue -h -t running,completing -o %A 2>/dev/null)" || log "jobs still ending"
+      wait_for "the jobs to end" no_active_jobs || true
     fi
   fi
   # Every daemon this script may have started, whatever the accounting mode, in reverse start order.

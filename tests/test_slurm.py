@@ -1,0 +1,138 @@
+"""The workflow on a real SLURM cluster (slurmctld, slurmd, slurmdbd on this machine) through
+profiles/slurm, exactly as a user runs it. Needs root, apt-get and snakemake-executor-plugin-slurm
+(`pip install -e '.[slurm]'`); CI has all three. tests/slurm/cluster.sh starts the cluster and
+always stops it, also when a test fails."""
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, job_stats, make_workdir, snakemake
+
+CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("apt-get") is None
+        or importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
+        reason="needs root, apt-get and snakemake-executor-plugin-slurm",
+    ),
+]
+SWEEPS = {
+    "batch_size": {"impl": "scratch", "train_sizes": ["all"], "batch_sizes": [10], "iterations": 40,
+                   "lr": 0.01, "seeds": [0]},
+    "train_size": {"impl": "scratch", "train_sizes": [50], "batch_sizes": ["train_size"], "iterations": 40,
+                   "lr": 0.01, "seeds": [0]},
+    "torch_optim": {"impl": "torch", "train_sizes": ["all"], "batch_sizes": [25], "iterations": 40,
+                    "lr": 0.05, "seeds": [1]},
+}
+RUNS = [
+    "scratch/trainall_batch10_lr0.01_it40_seed0",
+    "scratch/train50_batch50_lr0.01_it40_seed0",
+    "torch/trainall_batch25_lr0.05_it40_seed1",
+]
+LOCAL_RULES = ("download_mnist", "format_mnist", "summarize", "plot_run", "plot_group", "plot_wall_time")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    up = subprocess.run(["timeout", "-k", "10", "900", "bash", str(CLUSTER), "up"],
+                        capture_output=True, text=True)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert up.stdout.startswith("export SLURM_CONF="), up.stdout
+        yield up.stdout.split("=", 1)[1].strip()
+    finally:
+        down = subprocess.run(["timeout", "-k", "10", "300", "bash", str(CLUSTER), "down"],
+                              capture_output=True, text=True)
+        assert down.returncode == 0, down.stderr
+
+
+def slurm_snakemake(workdir, slurm_conf, *args):
+    env = {**os.environ, "SLURM_CONF": slurm_conf}
+    return subprocess.run(
+        ["timeout", "-k", "10", "600", sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm",
+         *args], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+
+
+def sacct(slurm_conf, run_id):
+    """(job id, state, requested TRES, allocated TRES, comment) of every job of a Snakemake run."""
+    listing = subprocess.run(
+        ["sacct", "-X", "-P", "-n", "--name", run_id, "-o", "JobID,State,ReqTRES,AllocTRES,Comment"],
+        capture_output=True, text=True, check=True, env={**os.environ, "SLURM_CONF": slurm_conf},
+    ).stdout
+    return [line.split("|") for line in listing.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    """The small study through profiles/slurm, and the same configuration run locally meanwhile."""
+    local = make_workdir(tmp_path_factory.mktemp("local"), SWEEPS)
+    workdir = make_workdir(tmp_path_factory.mktemp("slurm"), SWEEPS)
+    # The SLURM run mostly waits for status queries: the local run goes alongside.
+    local_run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", "all"], cwd=local,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    result = slurm_snakemake(workdir, cluster, "all")
+    local_output, _ = local_run.communicate(timeout=600)
+    assert local_run.returncode == 0, local_output
+    assert result.returncode == 0, result.stdout
+    return workdir, local, result.stdout
+
+
+def test_each_training_job_goes_to_slurm_with_one_gpu_and_nothing_else_does(cluster, slurm_run):
+    workdir, _, log = slurm_run
+    assert "Using workflow specific profile profiles/slurm" in log
+    run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
+    assert len(re.findall(r"has been submitted with SLURM jobid \d+ \(log: ", log)) == len(RUNS)
+    assert log.count("\nrule train:") == len(RUNS) and "localrule train:" not in log
+    for rule in LOCAL_RULES:
+        assert f"localrule {rule}:" in log and f"\nrule {rule}:" not in log, rule
+    jobs = sacct(cluster, run_id)
+    assert len(jobs) == len(RUNS), jobs  # only the training jobs are in SLURM's records
+    wildcards = {"_".join(re.match(r"(\w+)/train(\w+)_batch(\d+)_lr([\d.]+)_it(\d+)_seed(\d+)", run).groups())
+                 for run in RUNS}
+    assert {comment for *_, comment in jobs} == {f"rule_train_wildcards_{w}" for w in wildcards}
+    for job_id, state, requested, allocated, _ in jobs:
+        assert state == "COMPLETED"
+        assert "gres/gpu=1" in requested.split(",") and "gres/gpu=1" in allocated.split(","), (requested, allocated)
+    # Each run records the SLURM job that trained it; the fake GPU has no CUDA, so auto chose the CPU.
+    infos = [json.loads((workdir / "results" / "runs" / run / "run.json").read_text()) for run in RUNS]
+    assert {info["slurm_job_id"] for info in infos} == {job_id for job_id, *_ in jobs}
+    assert {info["resolved"]["device"] for info in infos} == {"cpu"}
+
+
+def test_results_equal_a_local_runs_byte_for_byte(slurm_run):
+    workdir, local, _ = slurm_run
+    for run in RUNS:
+        metrics = f"results/runs/{run}/metrics.csv"
+        assert (workdir / metrics).read_bytes() == (local / metrics).read_bytes(), run
+    assert snakemake(workdir, "-n", "all").stdout.count("Nothing to be done") == 1
+
+
+def test_a_failing_training_job_is_reported_with_its_slurm_log_and_retried(cluster, slurm_run):
+    workdir, _, _ = slurm_run
+    before = {run: (workdir / "results" / "runs" / run / "metrics.csv").stat().st_mtime_ns for run in RUNS}
+    # A subset larger than the 300 images of the small MNIST: the job refuses it on the node.
+    target = "results/runs/scratch/train400_batch400_lr0.01_it40_seed0/run.json"
+    result = slurm_snakemake(workdir, cluster, target)
+    log = result.stdout
+    assert result.returncode != 0
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", log)
+    assert len(submitted) == 2 and "Trying to restart job" in log, log  # retries: 1
+    for job_id, slurm_log in submitted:
+        assert slurm_log.startswith(f"{workdir}/results/logs/slurm/rule_train/") and slurm_log.endswith(f"/{job_id}.log")
+        assert os.path.exists(slurm_log)  # kept for a failed job
+        assert f"SLURM-job '{job_id}' failed, SLURM status is: 'FAILED'" in log
+    assert "train_size=400: larger than the 300 training images" in log  # the job's log, shown
+    assert not (workdir / target).exists()
+    # The other runs' results stay, and the workflow is still complete.
+    after = {run: (workdir / "results" / "runs" / run / "metrics.csv").stat().st_mtime_ns for run in RUNS}
+    assert after == before
+    assert job_stats(snakemake(workdir, "-n", "all").stdout) == {}
