@@ -49,6 +49,24 @@ def test_no_good_copy_lists_every_attempt_and_how_to_use_a_local_copy(tmp_path, 
     assert list(tmp_path.glob(".out.*")) == []  # no half-written temporary left behind
 
 
+def test_empty_and_unreadable_mirrors_are_named_and_skipped(tmp_path, small_mirror):
+    good, sums = small_mirror
+    empty_folder, empty_file, unreadable = tmp_path / "empty", tmp_path / "zero", tmp_path / "unreadable"
+    empty_folder.mkdir()
+    (empty_file / f"{NAME}.gz").parent.mkdir()
+    (empty_file / f"{NAME}.gz").write_bytes(b"")
+    (unreadable / f"{NAME}.gz").mkdir(parents=True)  # a folder where the file should be: cannot be read
+    mirrors = [str(empty_folder), str(empty_file), str(unreadable)]
+    with pytest.raises(DataError) as err:
+        fetch_idx(NAME, mirrors, sums[NAME], tmp_path / "out")
+    message = str(err.value)
+    assert f"{empty_folder / NAME}.gz: no such file" in message
+    assert f"{empty_file / NAME}.gz: SHA-256 of the content is" in message
+    assert f"{unreadable / NAME}.gz: [Errno 21] Is a directory" in message
+    assert not (tmp_path / "out").exists()
+    assert fetch_idx(NAME, [*mirrors, str(good)], sums[NAME], tmp_path / "out") == str(good / f"{NAME}.gz")
+
+
 def test_truncated_gzip_is_rejected(tmp_path, small_mirror):
     good, sums = small_mirror
     data = (good / f"{NAME}.gz").read_bytes()
