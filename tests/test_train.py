@@ -123,6 +123,7 @@ def test_command_line_writes_metrics_and_info(tmp_path, small_data):
     assert record["status"] == "ok" and record["diverged_at_iteration"] is None and record["iterations_done"] == 30
     assert 100 < record["peak_rss_mb"] < 4000 and record["gpu_peak_allocated_mb"] is None
     assert {"git_commit", "git_dirty", "host", "slurm_job_id", "versions", "device_name"} <= set(record)
+    assert record["device_name"] and record["host"] and record["versions"]["torch"] == torch.__version__
 
 
 @pytest.mark.parametrize("impl", ["scratch", "torch"])

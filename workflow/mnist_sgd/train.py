@@ -214,6 +214,17 @@ def git_state(path=Path(__file__).resolve().parents[2]):
         return None, None
 
 
+def cpu_name():
+    """The CPU model (platform.processor() is empty on most Linux systems)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _finite_or_none(value):
     return float(value) if np.isfinite(value) else None
 
@@ -232,7 +243,7 @@ def run_info(config, result, device, threads, setup_seconds):
         "final_train_loss": _finite_or_none(result.train_loss[-1]),
         "final_test_accuracy": float(evaluated[-1]),
         "best_test_accuracy": float(evaluated.max()),
-        "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor(),
+        "device_name": torch.cuda.get_device_name(device) if cuda else cpu_name(),
         "git_commit": commit,
         "git_dirty": dirty,
         "versions": {
