@@ -74,8 +74,9 @@ def plot_run(metrics, info, paths, dpi=150):
     fig, loss_ax, acc_ax = _curve_axes(describe_run(info))
     loss_ax.plot(metrics["iteration"], _finite_loss(metrics), linewidth=0.6)
     acc_ax.plot(*_accuracy_points(metrics), linewidth=0.8)
-    if diverged_at(metrics):
-        _mark_divergence((loss_ax, acc_ax), diverged_at(metrics))
+    end = diverged_at(metrics)
+    if end:
+        _mark_divergence((loss_ax, acc_ax), end)
     final = info["final_test_accuracy"]
     acc_ax.axhline(final, color="grey", linestyle=":", linewidth=0.8)
     acc_ax.annotate(f"final {final:.4f}", (1.0, final), xycoords=("axes fraction", "data"),

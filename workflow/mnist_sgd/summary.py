@@ -49,7 +49,8 @@ def summarize(info_paths, sweeps_by_run=None, log_paths=None):
     sweeps_by_run = sweeps_by_run or {}
     rows = []
     for i, path in enumerate(info_paths):
-        run, sweeps = run_name(path), sweeps_by_run.get(run_name(path), ())
+        run = run_name(path)
+        sweeps = sweeps_by_run.get(run, ())
         if Path(path).exists():
             rows.append(summary_row(json.loads(Path(path).read_text()), run, sweeps))
             continue

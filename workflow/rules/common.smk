@@ -75,9 +75,8 @@ def training_set_size():
 
 
 try:
-    SWEEPS = {
-        name: sweep_runs(config, name, training_set_size()) for name in config["sweeps"]
-    }
+    NUM_TRAIN = training_set_size()
+    SWEEPS = {name: sweep_runs(config, name, NUM_TRAIN) for name in config["sweeps"]}
     # Figures that overlay a group of runs: one per sweep, and the configured comparisons.
     FIGURE_GROUPS = {
         name: (config["sweeps"][name].get("title", name), runs)
