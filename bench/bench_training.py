@@ -1,6 +1,7 @@
 """Time the training program against the plain reference of the seed's algorithm, run for run.
 
     python bench/bench_training.py [--device cpu|cuda|auto] [--threads N] [--iterations N] [--runs ...]
+                                   [--no-reference] [--no-cuda-graphs]
 
 For every run of the study (config/config.yaml), in one process and on the same data: trains with
 `mnist_sgd.train.train` and with `mnist_sgd.reference.reference_train` (per-iteration evaluation,
@@ -74,6 +75,8 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, default=None, help="override every run's iterations")
     parser.add_argument("--runs", nargs="*", help="run names (default: every run of the study)")
     parser.add_argument("--no-reference", action="store_true", help="time the program only")
+    parser.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                        help="on CUDA, launch each step's kernels one by one")
     args = parser.parse_args(argv)
 
     if not Path(args.data).exists():
@@ -90,7 +93,8 @@ def main(argv=None):
     runs = args.runs or list(dict.fromkeys(r for name in config["sweeps"] for r in sweep_runs(config, name)))
     rate = gemm_gflops(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
-    print(f"device: {device} ({name}); torch {torch.__version__}; data load {load_seconds:.2f} s")
+    graphs = ", CUDA graphs" if device.type == "cuda" and args.cuda_graphs else ""
+    print(f"device: {device} ({name}{graphs}); torch {torch.__version__}; data load {load_seconds:.2f} s")
     print(f"large-GEMM rate (10000x784 @ 784x1000 float32): {rate:.1f} GFLOP/s")
     header = f"{'run':<52} {'program s':>9} {'ref s':>8} {'ratio':>6} {'% GEMM':>7} {'loss rel diff':>13}  accuracy"
     print(header)
@@ -99,7 +103,7 @@ def main(argv=None):
         train_config = run_config(run, device=args.device)
         if args.iterations:
             train_config = dataclasses.replace(train_config, iterations=args.iterations)
-        result = train(data, train_config, log=lambda m: None)
+        result = train(data, train_config, log=lambda m: None, cuda_graphs=args.cuda_graphs)
         total_program += result.wall_seconds
         share = needed_gflop(train_config, result.train_size, data.test_labels.shape[0]) / result.wall_seconds / rate
         if args.no_reference:

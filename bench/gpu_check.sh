@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One prepared pass on a CUDA machine: GPU tests, then the training benchmark on the GPU.
+# One prepared pass on a CUDA machine: GPU tests, the training benchmark on the GPU (CUDA graphs and
+# eager), and the whole study through Snakemake when it is installed.
 #   MNIST_DIR=/path/to/mnist bash bench/gpu_check.sh [output folder]
-# Needs torch, numpy, pandas, matplotlib, pyyaml and pytest (no snakemake).
+# Needs torch, numpy, pandas, matplotlib, pyyaml and pytest; snakemake only for the last step.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bench/out}
@@ -26,8 +27,13 @@ python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_sgd.py tes
 echo "== one run through the program's command line, device auto"
 /usr/bin/time -f "%e s wall (process, CUDA start-up, data load, training, output)" \
     python3 -m mnist_sgd.train --data "$out/mnist.pt" --metrics "$out/m.csv" --info "$out/i.json" --batch-size 1 2>&1 | tail -3
-echo "== benchmark, program only, every run of the study"
+echo "== benchmark, program only, every run of the study (CUDA graphs, then eager launches)"
 python3 bench/bench_training.py --data "$out/mnist.pt" --device cuda --no-reference
+python3 bench/bench_training.py --data "$out/mnist.pt" --device cuda --no-reference --no-cuda-graphs
 echo "== benchmark against the reference, 2000 iterations per run"
 python3 bench/bench_training.py --data "$out/mnist.pt" --device cuda --iterations 2000
+if python3 -c "import snakemake" 2>/dev/null; then
+    echo "== the whole study: snakemake --cores $(nproc) all"
+    python3 bench/bench_workflow.py --mnist "$MNIST_DIR" --cores "$(nproc)"
+fi
 rm -f "$out/mnist.pt"

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_sgd.train import TrainConfig, train
+import mnist_sgd.train
+from mnist_sgd.train import CudaGraphSteps, TrainConfig, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -23,6 +24,30 @@ def test_cuda_runs_see_the_same_batches_and_give_the_same_curves(small_data, con
     cuda = train(small_data.to("cuda"), config, log=lambda m: None)
     np.testing.assert_allclose(cuda.train_loss, cpu.train_loss, rtol=1e-4, atol=1e-6)
     assert np.array_equal(cuda.test_correct, cpu.test_correct)
+
+
+GRAPH_CONFIGS = CONFIGS + [
+    TrainConfig(impl="scratch", batch_size=16, iterations=400, lr=0.01, eval_every=3),  # gathered batches
+    TrainConfig(impl="torch", batch_size=32, iterations=400, lr=0.05),  # epochs of 9 x 32 + 1 x 12 batches
+]
+
+
+@pytest.mark.parametrize("config", GRAPH_CONFIGS, ids=["batch1", "subset", "torch", "batch16", "torch-epochs"])
+def test_cuda_graphs_replay_the_eager_steps_bit_for_bit(small_data, config, monkeypatch):
+    data = small_data.to("cuda")
+    eager = train(data, config, log=lambda m: None, cuda_graphs=False)
+    replays = []
+
+    class Counting(CudaGraphSteps):
+        def run(self, indices, sizes, record, losses):
+            super().run(indices, sizes, record, losses)
+            replays.append(self.graphs[(tuple(sizes), tuple(record))] is not None)
+
+    monkeypatch.setattr(mnist_sgd.train, "CudaGraphSteps", Counting)
+    graphed = train(data, config, log=lambda m: None)
+    assert sum(replays) >= len(replays) // 2, replays  # most chunks were graph launches
+    assert np.array_equal(graphed.train_loss, eager.train_loss)
+    assert np.array_equal(graphed.test_correct, eager.test_correct)
 
 
 def test_training_does_not_synchronise_with_the_host_every_iteration(small_data):

@@ -69,9 +69,11 @@ def test_blocked_accuracy_equals_one_evaluation_per_snapshot(snapshots):
     test_images = torch.rand(50, 784, generator=g)
     test_labels = torch.randint(10, (50,), generator=g)
     weights = torch.randn(snapshots, 784, 10, generator=g)
-    recorder = AccuracyRecorder(test_images, test_labels, iterations=snapshots + 2)
-    for i, weight in enumerate(weights):
-        recorder.record(i + 1, weight)  # iteration 0 and the last are left out
+    recorder = AccuracyRecorder(test_images, test_labels, iterations=snapshots + 2, capacity=EVAL_BLOCK)
+    for start in range(0, snapshots, EVAL_BLOCK):  # iteration 0 and the last are left out
+        chunk = weights[start : start + EVAL_BLOCK]
+        recorder.buffer[: len(chunk)] = chunk
+        recorder.score(list(range(start + 1, start + 1 + len(chunk))))
     counts = recorder.correct()
     assert isinstance(counts, np.ndarray)
     expected = [int(((test_images @ w).argmax(1) == test_labels).sum()) for w in weights]
@@ -160,9 +162,9 @@ def test_images_whose_prediction_cannot_change_are_scored_once(monkeypatch):
     count_correct = mnist_sgd.sgd._count_correct
     monkeypatch.setattr(mnist_sgd.sgd, "_count_correct",
                         lambda images, *args: scored_rows.append(len(images)) or count_correct(images, *args))
-    recorder = AccuracyRecorder(test_images, test_labels, iterations=EVAL_BLOCK)
-    for i, weight in enumerate(weights):
-        recorder.record(i, weight)
+    recorder = AccuracyRecorder(test_images, test_labels, iterations=EVAL_BLOCK, capacity=EVAL_BLOCK)
+    recorder.buffer[:] = weights
+    recorder.score(list(range(EVAL_BLOCK)))
     counts = recorder.correct()
     predictions = torch.stack([(test_images @ w).argmax(1) for w in weights])
     assert (predictions[:, 300:] != predictions[0, 300:]).any()  # some predictions do change

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from mnist_sgd.reference import reference_train
+from mnist_sgd.sgd import epoch_batches, uniform_batches
 from mnist_sgd.train import (
-    ConfigError, TrainConfig, git_state, main, seeded_generator, train, training_set, write_metrics,
+    ConfigError, TrainConfig, chunks, git_state, main, parse_args, seeded_generator, train, training_set,
+    write_metrics,
 )
 
 QUIET = dict(log=lambda message: None)
@@ -61,6 +63,18 @@ def test_subsets_are_seeded_and_of_the_requested_size(small_data):
     assert len({tuple(r) for r in subset(0, size=300).tolist()}) == len(rows)  # all: every image
 
 
+@pytest.mark.parametrize("sampler, batch_size", [(uniform_batches, 3), (epoch_batches, 7)])
+def test_chunks_regroup_the_sampler_blocks_without_changing_a_batch(monkeypatch, sampler, batch_size):
+    monkeypatch.setattr("mnist_sgd.sgd.SAMPLE_BLOCK_ELEMENTS", 40)  # sampler blocks that chunks straddle
+    blocks = list(sampler(50, batch_size, 97, torch.Generator().manual_seed(0)))
+    assert len(blocks) > 2
+    regrouped = list(chunks(iter(blocks), 10))
+    assert [len(sizes) for _, sizes in regrouped] == [10] * 9 + [7]
+    assert [s for _, sizes in regrouped for s in sizes] == [s for _, sizes in blocks for s in sizes]
+    assert all(len(indices) == sum(sizes) for indices, sizes in regrouped)
+    assert torch.equal(torch.cat([i for i, _ in regrouped]), torch.cat([i for i, _ in blocks]))
+
+
 def test_the_first_row_is_the_zero_model(small_data):
     result = train(small_data, TrainConfig(batch_size=4, iterations=3), **QUIET)
     assert result.train_loss[0] == pytest.approx(0.5)  # 0.5 * ||Y||^2 / b with one-hot rows
@@ -96,6 +110,14 @@ def test_bad_parameters_are_refused_with_the_key_and_the_rule(small_data, config
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_graphs_are_switched_off_by_flag_or_environment(monkeypatch):
+    required = ["--data", "d", "--metrics", "m", "--info", "i"]
+    assert parse_args(required).cuda_graphs
+    assert not parse_args(required + ["--no-cuda-graphs"]).cuda_graphs
+    monkeypatch.setenv("MNIST_SGD_CUDA_GRAPHS", "0")
+    assert not parse_args(required).cuda_graphs
+
+
 def test_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit, match="CUDA is not available"):
         main(["--data", "x.pt", "--metrics", "m.csv", "--info", "i.json", "--device", "cuda"])
@@ -114,6 +136,7 @@ def test_command_line_writes_metrics_and_info(tmp_path, small_data):
     assert table["iteration"].tolist() == list(range(1, 31))
     record = json.loads(info.read_text())
     assert record["params"]["train_size"] == 100 and record["resolved"]["device"] == "cpu"
+    assert record["resolved"]["cuda_graphs"] is False
     assert record["final_test_accuracy"] == table["test_accuracy"].iloc[-1]
     assert record["best_test_accuracy"] == table["test_accuracy"].max()
     assert record["final_train_loss"] == pytest.approx(table["train_loss"].iloc[-1], rel=1e-7)
@@ -147,16 +170,13 @@ def test_progress_lines_give_iteration_loss_accuracy_speed_and_eta(small_data):
     result = train(small_data, TrainConfig(batch_size=10, iterations=300, lr=0.001), log=lines.append)
     assert len(lines) == 10
     for line in lines:
-        # Accuracies are scored 100 iterations at a time: before the first block, "pending".
-        match = re.fullmatch(r"iteration (\d+)/300  loss ([\d.]+)  test accuracy (pending|([\d.]+) \(iteration "
-                             r"(\d+)\))  \d+ it/s  eta [\d.]+ s", line)
+        match = re.fullmatch(r"iteration (\d+)/300  loss ([\d.]+)  test accuracy ([\d.]+) \(iteration (\d+)\)  "
+                             r"\d+ it/s  eta [\d.]+ s", line)
         assert match, line
-        done, loss, _, accuracy, evaluated = match.groups()
+        done, loss, accuracy, evaluated = match.groups()
         assert float(loss) == pytest.approx(result.train_loss[int(done) - 1], abs=1e-5)
-        assert (accuracy is None) == (int(done) < 100)
-        if accuracy is not None:
-            assert float(accuracy) == pytest.approx(result.test_accuracy[int(evaluated) - 1], abs=1e-4)
-            assert int(done) - 100 < int(evaluated) <= int(done)
+        assert float(accuracy) == pytest.approx(result.test_accuracy[int(evaluated) - 1], abs=1e-4)
+        assert evaluated == done  # each line is written after its chunk is scored
     assert lines[-1].startswith("iteration 300/300") and lines[-1].endswith("eta 0.0 s")
 
 

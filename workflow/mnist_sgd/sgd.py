@@ -11,7 +11,7 @@ from .data import NUM_CLASSES, NUM_FEATURES
 
 # Indices drawn per call to the random generator; fixed, so that runs are reproducible.
 SAMPLE_BLOCK_ELEMENTS = 1 << 20
-# Weight snapshots evaluated per test-set product: one (n_test, pixels) x (pixels, 10 * EVAL_BLOCK) GEMM.
+# Weight snapshots evaluated per test-set product at most: one (n_test, pixels) x (pixels, 10 * EVAL_BLOCK) GEMM.
 EVAL_BLOCK = 100
 # Rows per block of a weighted pass over the training set on the CPU (3 MB: stays in cache).
 ROW_BLOCK = 1024
@@ -122,37 +122,30 @@ SAMPLERS = {"scratch": uniform_batches, "torch": epoch_batches}
 
 
 class AccuracyRecorder:
-    """Test accuracy of weight snapshots, evaluated in blocks.
+    """Test accuracy of weight snapshots, scored a chunk of iterations at a time.
 
-    Evaluations never feed back into training, so snapshots are buffered and scored
-    `EVAL_BLOCK` at a time with one large product instead of one memory-bound product each.
-    On the CPU, test images whose prediction provably cannot change within a block are scored
-    once (see `_settled`). Scores stay on the device until `correct()` copies them to the host, once.
+    Evaluations never feed back into training, so the training loop copies a chunk's snapshots into
+    `buffer` and `score` evaluates them together: one large product instead of one memory-bound
+    product per snapshot. On the CPU, test images whose prediction provably cannot change within a
+    chunk are scored once (see `_settled`). Scores stay on the device until `correct()` copies them to
+    the host, once.
     """
 
-    def __init__(self, test_images, test_labels, iterations):
+    def __init__(self, test_images, test_labels, iterations, capacity):
         self.test_images = test_images
         self.test_labels = test_labels
         self.image_norms = test_images.norm(dim=1)
         self.iterations = iterations
-        self.buffer = torch.empty(EVAL_BLOCK, test_images.shape[1], NUM_CLASSES, device=test_images.device)
-        self.buffered = 0
+        self.buffer = torch.empty(capacity, test_images.shape[1], NUM_CLASSES, device=test_images.device)
         self.evaluated = []  # iteration numbers (0-based), in order, on the host
-        self.scores = []  # one device tensor of correct counts per block
+        self.scores = []  # one device tensor of correct counts per chunk
 
-    def record(self, iteration, weight):
-        """Buffer a copy of `weight` as the model at `iteration`."""
-        self.buffer[self.buffered].copy_(weight)
-        self.buffered += 1
-        self.evaluated.append(iteration)
-        if self.buffered == EVAL_BLOCK:
-            self.flush()
-
-    def flush(self):
-        """Score the buffered snapshots."""
-        if not self.buffered:
+    def score(self, iterations):
+        """Score the snapshots in `buffer[:len(iterations)]`, the models at `iterations` (0-based)."""
+        if not iterations:
             return
-        snapshots, self.buffered = self.buffer[: self.buffered], 0
+        snapshots = self.buffer[: len(iterations)]
+        self.evaluated.extend(iterations)
         if self.test_images.device.type != "cpu":
             # On a GPU the dense product is cheap, and selecting rows would synchronise with the host.
             self.scores.append(_count_correct(self.test_images, self.test_labels, snapshots))
@@ -168,7 +161,7 @@ class AccuracyRecorder:
         With W_t = W_m + D_t (W_m the middle snapshot), each logit moves by |x . D_t[:, c]| <=
         |x| |D_t[:, c]|, so a prediction whose margin under W_m exceeds twice the largest move, plus
         the worst-case float32 rounding of both evaluations (d * 2^-24 * |x| |W[:, c]| per logit, doubled
-        for safety), is the prediction any float32 evaluation gives for every snapshot of the block.
+        for safety), is the prediction any float32 evaluation gives for every snapshot of the chunk.
         """
         middle = snapshots[len(snapshots) // 2]
         top = (self.test_images @ middle).topk(2, dim=1)
@@ -179,15 +172,11 @@ class AccuracyRecorder:
         return settled, (settled & (top.indices[:, 0] == self.test_labels)).sum()
 
     def latest(self):
-        """(iteration, accuracy) of the last scored snapshot, or None before the first block is scored."""
-        scored = sum(len(block) for block in self.scores)
-        if not scored:
-            return None
-        return self.evaluated[scored - 1], self.scores[-1][-1].item() / self.test_labels.shape[0]
+        """(iteration, accuracy) of the last scored snapshot (a host sync)."""
+        return self.evaluated[-1], self.scores[-1][-1].item() / self.test_labels.shape[0]
 
     def correct(self):
         """Correctly classified test images per iteration (-1 where not evaluated), as a NumPy array."""
-        self.flush()
         counts = np.full(self.iterations, -1, dtype=np.int64)
         if self.scores:
             counts[self.evaluated] = torch.cat(self.scores).cpu().numpy()

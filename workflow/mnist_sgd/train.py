@@ -28,12 +28,10 @@ import torch
 from . import __version__
 from .data import load_cache
 from .files import atomic_path, write_text_atomic
-from .sgd import SAMPLERS, UPDATERS, AccuracyRecorder
+from .sgd import EVAL_BLOCK, SAMPLERS, UPDATERS, AccuracyRecorder
 
 DEVICES = ("auto", "cpu", "cuda")
 METRIC_COLUMNS = ("iteration", "train_loss", "test_accuracy")
-# Iterations between checks for a non-finite loss (each check is one host sync on a GPU).
-DIVERGENCE_CHECK_EVERY = 100
 
 
 class ConfigError(ValueError):
@@ -127,8 +125,13 @@ def training_set(data, train_size, generator):
     return data.train_images.index_select(0, subset), data.train_targets.index_select(0, subset)
 
 
-def train(data, config, log=print):
-    """Train one run on `data` (an MNIST already on the run's device) and return its curves."""
+def train(data, config, log=print, cuda_graphs=True):
+    """Train one run on `data` (an MNIST already on the run's device) and return its curves.
+
+    Iterations run in chunks (100, or fewer for short runs): a chunk's weight snapshots are scored
+    together, and the loss is checked for divergence once per chunk. On CUDA, each chunk is one CUDA
+    graph launch (`CudaGraphSteps`) unless `cuda_graphs` is False.
+    """
     config.validate()
     device = data.train_images.device
     generator = seeded_generator(config.seed)
@@ -137,39 +140,108 @@ def train(data, config, log=print):
 
     updater = UPDATERS[config.impl](images, targets, config.lr)
     batches = SAMPLERS[config.impl](train_size, config.batch_size, config.iterations, generator)
-    test_images = data.test_images.index_select(1, updater.features)  # the pixels the weight covers
-    recorder = AccuracyRecorder(test_images, data.test_labels, config.iterations)
-    losses = torch.empty(config.iterations, device=device)
     log_every = max(1, config.iterations // 10)
-    check_every = min(log_every, DIVERGENCE_CHECK_EVERY)
+    chunk = min(log_every, EVAL_BLOCK * config.eval_every)
+    test_images = data.test_images.index_select(1, updater.features)  # the pixels the weight covers
+    recorder = AccuracyRecorder(test_images, data.test_labels, config.iterations,
+                                capacity=-(-chunk // config.eval_every) + 1)
+    steps = CudaGraphSteps(updater, recorder.buffer) if device.type == "cuda" and cuda_graphs else None
+    losses = torch.empty(config.iterations, device=device)
     diverged_at = None
 
     start = time.perf_counter()
-    iteration = 0
-    for indices, sizes in batches:
-        # One host-to-device copy per block of batches, not one per batch.
-        for batch in torch.split(indices.to(device), sizes):
-            if iteration % config.eval_every == 0 or iteration == config.iterations - 1:
-                recorder.record(iteration, updater.weight)  # accuracy of the weights the loss is taken at
-            losses[iteration] = updater.step(batch)
-            iteration += 1
-            if iteration % check_every == 0 or iteration == config.iterations:
-                diverged_at = _first_non_finite(losses[iteration - check_every : iteration])
-                if diverged_at is not None:
-                    diverged_at += iteration - check_every + 1
-                    log(f"diverged: the loss is {losses[diverged_at - 1].item()} at iteration {diverged_at}; "
-                        f"stopping (lr={config.lr} is too large for batch size {config.batch_size})")
-                    break
-            if iteration % log_every == 0:
-                log(_progress(iteration, config.iterations, losses, recorder, time.perf_counter() - start))
+    done = 0
+    for indices, sizes in chunks(batches, chunk):
+        first, done = done, done + len(sizes)
+        # The model at an evaluated iteration is the one its loss is taken at (before the update).
+        record = [i % config.eval_every == 0 or i == config.iterations - 1 for i in range(first, done)]
+        indices = indices.to(device)  # one host-to-device copy per chunk
+        if steps is not None:
+            steps.run(indices, sizes, record, losses[first:done])
+        else:
+            run_steps(updater, torch.split(indices, sizes), record, recorder.buffer, losses[first:done])
+        recorder.score([i for i, recorded in zip(range(first, done), record) if recorded])
+        diverged_at = _first_non_finite(losses[first:done])  # a sync point, once per chunk
         if diverged_at is not None:
+            diverged_at += first + 1
+            log(f"diverged: the loss is {losses[diverged_at - 1].item()} at iteration {diverged_at}; "
+                f"stopping (lr={config.lr} is too large for batch size {config.batch_size})")
             break
+        if done // log_every > first // log_every:
+            log(_progress(done, config.iterations, losses, recorder, time.perf_counter() - start))
     correct = recorder.correct()  # copies every score to the host once
     train_loss = losses.cpu().numpy()
     wall_seconds = time.perf_counter() - start
     done = diverged_at or config.iterations
     return RunResult(train_loss[:done], correct[:done], data.test_labels.shape[0], wall_seconds, train_size,
                      diverged_at)
+
+
+def chunks(batches, length):
+    """Regroup a sampler's (indices, sizes) blocks into chunks of `length` batches (the last may be shorter)."""
+    parts, sizes = [], []
+    for indices, block_sizes in batches:
+        offset = position = 0  # in block_sizes, in indices
+        while offset < len(block_sizes):
+            take = block_sizes[offset : offset + length - len(sizes)]
+            parts.append(indices[position : position + sum(take)])
+            sizes += take
+            offset, position = offset + len(take), position + sum(take)
+            if len(sizes) == length:
+                yield torch.cat(parts) if len(parts) > 1 else parts[0], sizes
+                parts, sizes = [], []
+    if sizes:
+        yield torch.cat(parts) if len(parts) > 1 else parts[0], sizes
+
+
+def run_steps(updater, batches, record, snapshots, losses):
+    """One update per batch of `batches`; `losses[j]` gets batch j's loss. Where `record[j]`, the weight
+    that loss is taken at is first copied into the next row of `snapshots`."""
+    slot = 0
+    for j, batch in enumerate(batches):
+        if record[j]:
+            snapshots[slot].copy_(updater.weight)
+            slot += 1
+        losses[j] = updater.step(batch)
+
+
+class CudaGraphSteps:
+    """`run_steps` for a chunk of iterations as one CUDA graph launch.
+
+    Each step launches a handful of tiny kernels (gathers, skinny products, the update, the loss, a
+    snapshot copy; autograd and the optimizer for `TorchSGD`): on a GPU, launching them from Python
+    takes longer than running them. So each chunk shape (batch sizes and which iterations are
+    evaluated) is captured once into a CUDA graph and replayed with the chunk's batch indices copied
+    into the graph's input. The first chunk of a shape runs eagerly on a side stream, as CUDA graph
+    capture requires for warm-up (cuBLAS workspaces, autograd, the optimizer): it is real training, not
+    a throw-away pass. The replayed kernels are the eager ones, on the same data: same numbers.
+    """
+
+    def __init__(self, updater, snapshots):
+        self.updater, self.snapshots = updater, snapshots
+        self.side_stream = torch.cuda.Stream()
+        self.graphs = {}  # chunk shape -> (graph, its input indices, its output losses); None: warmed up
+
+    def run(self, indices, sizes, record, losses):
+        """Run the chunk's steps (as `run_steps`) and write its losses into `losses`."""
+        key = (tuple(sizes), tuple(record))
+        if key not in self.graphs:
+            self.graphs[key] = None
+            self.side_stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side_stream):
+                run_steps(self.updater, torch.split(indices, sizes), record, self.snapshots, losses)
+            torch.cuda.current_stream().wait_stream(self.side_stream)
+            return
+        if self.graphs[key] is None:
+            static_indices, static_losses = torch.empty_like(indices), torch.empty_like(losses)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):  # records the kernels without running them
+                run_steps(self.updater, torch.split(static_indices, sizes), record, self.snapshots, static_losses)
+            self.graphs[key] = graph, static_indices, static_losses
+        graph, static_indices, static_losses = self.graphs[key]
+        static_indices.copy_(indices)
+        graph.replay()
+        losses.copy_(static_losses)
 
 
 def _first_non_finite(losses):
@@ -181,9 +253,9 @@ def _first_non_finite(losses):
 def _progress(iteration, iterations, losses, recorder, elapsed):
     """One progress line: iteration, loss, latest test accuracy, speed and time left."""
     rate = iteration / elapsed
-    latest = recorder.latest()
-    accuracy = f"test accuracy {latest[1]:.4f} (iteration {latest[0] + 1})" if latest else "test accuracy pending"
-    return (f"iteration {iteration}/{iterations}  loss {losses[iteration - 1].item():.5f}  {accuracy}  "
+    evaluated, accuracy = recorder.latest()
+    return (f"iteration {iteration}/{iterations}  loss {losses[iteration - 1].item():.5f}  "
+            f"test accuracy {accuracy:.4f} (iteration {evaluated + 1})  "
             f"{rate:.0f} it/s  eta {(iterations - iteration) / rate:.1f} s")
 
 
@@ -229,14 +301,15 @@ def _finite_or_none(value):
     return float(value) if np.isfinite(value) else None
 
 
-def run_info(config, result, device, threads, setup_seconds):
+def run_info(config, result, device, threads, setup_seconds, cuda_graphs=True):
     """The JSON record of a run: resolved parameters, outcome, provenance and cost."""
     evaluated = result.test_accuracy[~np.isnan(result.test_accuracy)]
     commit, dirty = git_state()
     cuda = device.type == "cuda"
     return {
         "params": dataclasses.asdict(config),
-        "resolved": {"train_size": result.train_size, "device": str(device), "threads": threads},
+        "resolved": {"train_size": result.train_size, "device": str(device), "threads": threads,
+                     "cuda_graphs": cuda and cuda_graphs},
         "status": result.status,
         "diverged_at_iteration": result.diverged_at,
         "iterations_done": len(result.train_loss),
@@ -262,7 +335,7 @@ def run_info(config, result, device, threads, setup_seconds):
     }
 
 
-def run(data_path, metrics_path, info_path, config, threads=None, log=print):
+def run(data_path, metrics_path, info_path, config, threads=None, log=print, cuda_graphs=True):
     """Load the cached data, train one run, and write its metrics CSV and info JSON."""
     start = time.perf_counter()
     config.validate()
@@ -272,9 +345,9 @@ def run(data_path, metrics_path, info_path, config, threads=None, log=print):
     data = load_cache(data_path, device)
     log(f"training {config} on {device} with {torch.get_num_threads()} threads")
     setup_seconds = time.perf_counter() - start
-    result = train(data, config, log)
+    result = train(data, config, log, cuda_graphs)
     write_metrics(metrics_path, result)
-    info = run_info(config, result, device, torch.get_num_threads(), setup_seconds)
+    info = run_info(config, result, device, torch.get_num_threads(), setup_seconds, cuda_graphs)
     with atomic_path(info_path) as tmp:
         tmp.write_text(json.dumps(info, indent=2) + "\n")
     log(
@@ -304,6 +377,10 @@ def parse_args(argv=None):
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="test accuracy every N iterations")
     parser.add_argument("--device", choices=DEVICES, default=defaults.device)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                        default=os.environ.get("MNIST_SGD_CUDA_GRAPHS", "1") != "0",
+                        help="on CUDA, launch each step's kernels one by one: same numbers, slower "
+                        "(the default when the environment has MNIST_SGD_CUDA_GRAPHS=0)")
     return parser.parse_args(argv)
 
 
@@ -316,7 +393,7 @@ def main(argv=None):
     )
     try:
         run(args.data, args.metrics, args.info, config, threads=args.threads,
-            log=lambda m: print(m, file=sys.stderr, flush=True))
+            log=lambda m: print(m, file=sys.stderr, flush=True), cuda_graphs=args.cuda_graphs)
     except ConfigError as err:
         sys.exit(f"error: {err}")
 
