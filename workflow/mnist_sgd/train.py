@@ -235,7 +235,7 @@ class CudaGraphSteps:
         if self.graphs[key] is None:
             static_indices, static_losses = torch.empty_like(indices), torch.empty_like(losses)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):  # records the kernels without running them
+            with torch.cuda.graph(graph, stream=self.side_stream):  # records the kernels, runs none
                 run_steps(self.updater, torch.split(static_indices, sizes), record, self.snapshots, static_losses)
             self.graphs[key] = graph, static_indices, static_losses
         graph, static_indices, static_losses = self.graphs[key]
