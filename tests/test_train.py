@@ -11,8 +11,9 @@ import torch
 
 from mnist_sgd.reference import reference_train
 from mnist_sgd.sgd import epoch_batches, uniform_batches
+import mnist_sgd.train
 from mnist_sgd.train import (
-    ConfigError, TrainConfig, chunks, git_state, main, parse_args, seeded_generator, train, training_set,
+    ConfigError, CudaGraphSteps, TrainConfig, chunks, git_state, main, parse_args, seeded_generator, train, training_set,
     write_metrics,
 )
 
@@ -73,6 +74,44 @@ def test_chunks_regroup_the_sampler_blocks_without_changing_a_batch(monkeypatch,
     assert [s for _, sizes in regrouped for s in sizes] == [s for _, sizes in blocks for s in sizes]
     assert all(len(indices) == sum(sizes) for indices, sizes in regrouped)
     assert torch.equal(torch.cat([i for i, _ in regrouped]), torch.cat([i for i, _ in blocks]))
+
+
+class EmulatedGraphs(CudaGraphSteps):
+    """CudaGraphSteps on the CPU, with CUDA emulated: a capture records the steps without running them,
+    and a replay runs them. Everything else (chunk shapes, static inputs and outputs) is the real code."""
+
+    device_type = "cpu"
+    replays = 0
+
+    def _warm_up(self, steps):
+        steps()
+
+    def _capture(self, steps):
+        def replay():
+            EmulatedGraphs.replays += 1
+            steps()
+        return replay
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TrainConfig(impl="scratch", batch_size=1, iterations=150, lr=0.01),
+        TrainConfig(impl="scratch", train_size=60, batch_size=60, iterations=150, lr=0.01),
+        TrainConfig(impl="scratch", batch_size=1, iterations=100, lr=0.002, eval_every=3),
+        TrainConfig(impl="torch", batch_size=32, iterations=400, lr=0.05),  # epochs of 9 x 32 + 1 x 12 batches
+    ],
+    ids=["batch1", "subset", "batch1-every3", "torch-epochs"],
+)
+def test_graph_replays_of_chunks_give_the_eager_curves(small_data, config, monkeypatch):
+    eager = train(small_data, config, **QUIET)
+    monkeypatch.setattr(mnist_sgd.train, "CudaGraphSteps", EmulatedGraphs)
+    EmulatedGraphs.replays = 0
+    replayed = train(small_data, config, **QUIET)
+    chunks_run = 10  # iterations // 10 per chunk
+    assert EmulatedGraphs.replays >= chunks_run // 2  # most chunks were replays
+    assert np.array_equal(replayed.train_loss, eager.train_loss)
+    assert np.array_equal(replayed.test_correct, eager.test_correct)
 
 
 def test_the_first_row_is_the_zero_model(small_data):

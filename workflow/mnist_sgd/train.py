@@ -145,7 +145,8 @@ def train(data, config, log=print, cuda_graphs=True):
     test_images = data.test_images.index_select(1, updater.features)  # the pixels the weight covers
     recorder = AccuracyRecorder(test_images, data.test_labels, config.iterations,
                                 capacity=-(-chunk // config.eval_every) + 1)
-    steps = CudaGraphSteps(updater, recorder.buffer) if device.type == "cuda" and cuda_graphs else None
+    graphs = cuda_graphs and device.type == CudaGraphSteps.device_type
+    steps = CudaGraphSteps(updater, recorder.buffer) if graphs else None
     losses = torch.empty(config.iterations, device=device)
     diverged_at = None
 
@@ -217,31 +218,44 @@ class CudaGraphSteps:
     a throw-away pass. The replayed kernels are the eager ones, on the same data: same numbers.
     """
 
+    device_type = "cuda"  # train() uses this class for runs on this kind of device
+
     def __init__(self, updater, snapshots):
         self.updater, self.snapshots = updater, snapshots
-        self.side_stream = torch.cuda.Stream()
-        self.graphs = {}  # chunk shape -> (graph, its input indices, its output losses); None: warmed up
+        self.stream = None  # the side stream, created on first use
+        self.graphs = {}  # chunk shape -> (replay, its input indices, its output losses); None: warmed up
 
     def run(self, indices, sizes, record, losses):
         """Run the chunk's steps (as `run_steps`) and write its losses into `losses`."""
         key = (tuple(sizes), tuple(record))
         if key not in self.graphs:
             self.graphs[key] = None
-            self.side_stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(self.side_stream):
-                run_steps(self.updater, torch.split(indices, sizes), record, self.snapshots, losses)
-            torch.cuda.current_stream().wait_stream(self.side_stream)
+            self._warm_up(lambda: run_steps(self.updater, torch.split(indices, sizes), record, self.snapshots, losses))
             return
         if self.graphs[key] is None:
             static_indices, static_losses = torch.empty_like(indices), torch.empty_like(losses)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=self.side_stream):  # records the kernels, runs none
-                run_steps(self.updater, torch.split(static_indices, sizes), record, self.snapshots, static_losses)
-            self.graphs[key] = graph, static_indices, static_losses
-        graph, static_indices, static_losses = self.graphs[key]
+            replay = self._capture(lambda: run_steps(
+                self.updater, torch.split(static_indices, sizes), record, self.snapshots, static_losses))
+            self.graphs[key] = replay, static_indices, static_losses
+        replay, static_indices, static_losses = self.graphs[key]
         static_indices.copy_(indices)
-        graph.replay()
+        replay()
         losses.copy_(static_losses)
+
+    def _warm_up(self, steps):
+        """Run `steps()` eagerly on the side stream, ordered after and before the current stream's work."""
+        self.stream = self.stream or torch.cuda.Stream()
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
+            steps()
+        torch.cuda.current_stream().wait_stream(self.stream)
+
+    def _capture(self, steps):
+        """Record the kernels `steps()` launches into a CUDA graph, without running them; return its replay."""
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self.stream):
+            steps()
+        return graph.replay
 
 
 def _first_non_finite(losses):
