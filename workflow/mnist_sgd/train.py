@@ -128,8 +128,8 @@ def training_set(data, train_size, generator):
 def train(data, config, log=print, cuda_graphs=True):
     """Train one run on `data` (an MNIST already on the run's device) and return its curves.
 
-    Iterations run in chunks (100, or fewer for short runs): a chunk's weight snapshots are scored
-    together, and the loss is checked for divergence once per chunk. On CUDA, each chunk is one CUDA
+    Iterations run in chunks of `EVAL_BLOCK` evaluations (100 iterations by default; at most a tenth of
+    the run): a chunk's weight snapshots are scored together, and its losses checked for divergence. On CUDA, each chunk is one CUDA
     graph launch (`CudaGraphSteps`) unless `cuda_graphs` is False.
     """
     config.validate()
