@@ -170,6 +170,9 @@ def test_a_sweep_change_trains_only_that_sweeps_new_runs(completed, tmp_path, ch
         ("plots", FIGURES_ONLY),
         ("summary", {"summarize": 1, "plot_wall_time": 1, "all": 1}),
         ("sgd", {"train": 5, "plot_run": 5, "plot_group": 3, "summarize": 1, "plot_wall_time": 1, "all": 1}),
+        # imported only through mnist_sgd.train (the package's version) and through the rule's script
+        ("__init__", {"train": 5, "plot_run": 5, "plot_group": 3, "summarize": 1, "plot_wall_time": 1, "all": 1}),
+        ("study", {"train": 5, "plot_run": 5, "plot_group": 3, "summarize": 1, "plot_wall_time": 1, "all": 1}),
     ],
 )
 def test_a_code_edit_reruns_exactly_the_rules_that_run_that_code(completed, tmp_path, module, expected):

@@ -1,4 +1,5 @@
 # Config validation, the table of runs, and the functions that build target lists.
+import ast
 import hashlib
 import os
 import shutil
@@ -100,15 +101,40 @@ SWEEPS_BY_RUN = {run: [s for s, runs in SWEEPS.items() if run in runs] for run i
 PACKAGE = os.path.join(workflow.basedir, "workflow", "mnist_sgd")
 
 
-def code_digest(*modules):
-    """Digest of the package modules a rule runs. As a rule parameter it makes an edit of one of
-    them rerun exactly the rules that use it (Snakemake's code trigger sees only the rule's script).
+def code_digest(script):
+    """Digest of the package modules `workflow/scripts/<script>.py` imports, directly or through
+    one another. As a rule parameter it makes an edit of one of them rerun exactly the rules that
+    use it (Snakemake's code trigger sees only the rule's script).
     """
+    script = os.path.join(workflow.basedir, "workflow", "scripts", f"{script}.py")
     digest = hashlib.sha256()
-    for module in ("files",) + modules:
-        with open(os.path.join(PACKAGE, f"{module}.py"), "rb") as source:
+    for stem in sorted(package_imports(script)):
+        with open(os.path.join(PACKAGE, f"{stem}.py"), "rb") as source:
             digest.update(source.read())
     return digest.hexdigest()[:16]
+
+
+def package_imports(path, found=None):
+    """Names of the mnist_sgd modules the file at `path` imports, transitively (`__init__` for the package)."""
+    found = set() if found is None else found
+    with open(path) as source:
+        tree = ast.parse(source.read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module]
+        elif isinstance(node, ast.ImportFrom) and node.level == 1:  # inside the package
+            names = [f"mnist_sgd.{node.module or '__init__'}"]
+        else:
+            continue
+        for name in names:
+            package, _, stem = name.partition(".")
+            stem = stem or "__init__"
+            if package == "mnist_sgd" and stem not in found:
+                found.add(stem)
+                package_imports(os.path.join(PACKAGE, f"{stem}.py"), found)
+    return found
 
 
 # What the cached tensors are a function of, besides the code: the verified content of the IDX files.

@@ -10,7 +10,7 @@ rule download_mnist:
         "../../envs/train.yaml"
     params:
         sha256=lambda wildcards: config["data_sha256"][wildcards.idx_file],
-        code=code_digest("data"),
+        code=code_digest("download_mnist"),
     script:
         "../scripts/download_mnist.py"
 
@@ -28,6 +28,6 @@ rule format_mnist:
     conda:
         "../../envs/train.yaml"
     params:
-        code=code_digest("data"),
+        code=code_digest("format_mnist"),
     script:
         "../scripts/format_mnist.py"

@@ -26,7 +26,7 @@ rule plot_run:
         "../../envs/plot.yaml"
     params:
         dpi=config["figures"]["dpi"],
-        code=code_digest("plots"),
+        code=code_digest("plot_run"),
     script:
         "../scripts/plot_run.py"
 
@@ -61,7 +61,7 @@ rule plot_group:
         labels=lambda wildcards: run_labels(FIGURE_GROUPS[wildcards.group][1]),
         smoothing=config["figures"]["smoothing"],
         dpi=config["figures"]["dpi"],
-        code=code_digest("plots"),
+        code=code_digest("plot_group"),
     script:
         "../scripts/plot_group.py"
 
@@ -82,6 +82,6 @@ rule plot_wall_time:
         "../../envs/plot.yaml"
     params:
         dpi=config["figures"]["dpi"],
-        code=code_digest("plots"),
+        code=code_digest("plot_wall_time"),
     script:
         "../scripts/plot_wall_time.py"

@@ -22,7 +22,7 @@ rule train:
         eval_every=config["eval_every"],
         device=config["device"],
         data=DATA_DIGEST,
-        code=code_digest("data", "sgd", "study", "train"),
+        code=code_digest("train"),
     script:
         "../scripts/train.py"
 
@@ -44,6 +44,6 @@ rule summarize:
         "../../envs/plot.yaml"
     params:
         sweeps=SWEEPS_BY_RUN,
-        code=code_digest("summary"),
+        code=code_digest("summarize"),
     script:
         "../scripts/summarize.py"
