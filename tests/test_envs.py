@@ -1,0 +1,93 @@
+"""The conda environments (`envs/*.yaml`, used with `--use-conda`) hold every third-party package the
+code of their rules imports, at the lower bounds pyproject.toml declares. Conda is not installed where
+the tests run, so this reads the files: the rules, their scripts and the package modules those import.
+"""
+
+import ast
+import re
+import sys
+import tomllib
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+PACKAGE = REPO / "workflow" / "mnist_sgd"
+RULES = REPO / "workflow" / "rules"
+# Import name -> conda-forge package name, where they differ.
+CONDA_NAMES = {"torch": "pytorch", "matplotlib": "matplotlib-base", "yaml": "pyyaml"}
+
+
+def rules_with_scripts():
+    """(rule name, conda env file or None, script file) for every rule that runs a script."""
+    found = []
+    for smk in sorted(RULES.glob("*.smk")):
+        for block in re.split(r"(?m)^rule ", smk.read_text())[1:]:
+            script = re.search(r'script:\s+"([^"]+)"', block)
+            conda = re.search(r'conda:\s+"([^"]+)"', block)
+            if script:
+                env = (smk.parent / conda.group(1)).resolve() if conda else None
+                found.append((block.split(":")[0], env, (smk.parent / script.group(1)).resolve()))
+    return found
+
+
+def third_party_imports(path, seen=None):
+    """Top-level names of the non-standard-library modules `path` imports, through mnist_sgd too."""
+    seen = set() if seen is None else seen
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            imported = [node.module if node.level == 0 else f"mnist_sgd.{node.module or '__init__'}"]
+        else:
+            continue
+        for name in imported:
+            top, _, rest = name.partition(".")
+            if top == "mnist_sgd":
+                module = PACKAGE / f"{rest or '__init__'}.py"
+                if module not in seen:
+                    seen.add(module)
+                    names |= third_party_imports(module, seen)
+            elif top not in sys.stdlib_module_names:
+                names.add(top)
+    return names
+
+
+def env_packages(env):
+    """{package: lower bound or None} of a conda env file."""
+    packages = {}
+    for spec in yaml.safe_load(env.read_text())["dependencies"]:
+        name, _, bound = spec.partition(" >=")
+        packages[name.strip()] = bound.strip() or None
+    return packages
+
+
+RULE_SCRIPTS = rules_with_scripts()
+
+
+def test_every_rule_script_is_found():
+    assert {"train", "format_mnist", "download_mnist", "summarize", "plot_run", "plot_group",
+            "plot_wall_time"} <= {rule for rule, _, _ in RULE_SCRIPTS}
+
+
+@pytest.mark.parametrize("rule, env, script", RULE_SCRIPTS, ids=[rule for rule, _, _ in RULE_SCRIPTS])
+def test_each_rule_env_holds_what_its_code_imports(rule, env, script):
+    assert env is not None and env.exists(), f"rule {rule} has no conda env file"
+    imports = third_party_imports(script)
+    assert imports, f"{script.name}: no third-party import found; is the scan broken?"
+    missing = {CONDA_NAMES.get(name, name) for name in imports} - set(env_packages(env))
+    assert not missing, f"{env.name} lacks {sorted(missing)}, which rule {rule} imports"
+
+
+def test_env_lower_bounds_are_pyprojects():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    bounds = {"python": project["requires-python"].removeprefix(">=")}
+    for spec in project["dependencies"]:
+        name, _, bound = spec.partition(">=")
+        bounds[CONDA_NAMES.get(name.strip(), name.strip())] = bound.strip()
+    for env in sorted((REPO / "envs").glob("*.yaml")):
+        for package, bound in env_packages(env).items():
+            if package in bounds:
+                assert bound == bounds[package], f"{env.name}: {package} >={bound}, pyproject.toml says >={bounds[package]}"
