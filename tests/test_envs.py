@@ -3,17 +3,15 @@ code of their rules imports, at the lower bounds pyproject.toml declares. Conda 
 the tests run, so this reads the files: the rules, their scripts and the package modules those import.
 """
 
-import ast
 import re
-import sys
 import tomllib
 
 import pytest
 import yaml
 
 from conftest import REPO
+from mnist_sgd.imports import imports
 
-PACKAGE = REPO / "workflow" / "mnist_sgd"
 RULES = REPO / "workflow" / "rules"
 # Import name -> conda-forge package name, where they differ.
 CONDA_NAMES = {"torch": "pytorch", "matplotlib": "matplotlib-base", "yaml": "pyyaml"}
@@ -30,29 +28,6 @@ def rules_with_scripts():
                 env = (smk.parent / conda.group(1)).resolve() if conda else None
                 found.append((block.split(":")[0], env, (smk.parent / script.group(1)).resolve()))
     return found
-
-
-def third_party_imports(path, seen=None):
-    """Top-level names of the non-standard-library modules `path` imports, through mnist_sgd too."""
-    seen = set() if seen is None else seen
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            imported = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            imported = [node.module if node.level == 0 else f"mnist_sgd.{node.module or '__init__'}"]
-        else:
-            continue
-        for name in imported:
-            top, _, rest = name.partition(".")
-            if top == "mnist_sgd":
-                module = PACKAGE / f"{rest or '__init__'}.py"
-                if module not in seen:
-                    seen.add(module)
-                    names |= third_party_imports(module, seen)
-            elif top not in sys.stdlib_module_names:
-                names.add(top)
-    return names
 
 
 def env_packages(env):
@@ -75,9 +50,9 @@ def test_every_rule_script_is_found():
 @pytest.mark.parametrize("rule, env, script", RULE_SCRIPTS, ids=[rule for rule, _, _ in RULE_SCRIPTS])
 def test_each_rule_env_holds_what_its_code_imports(rule, env, script):
     assert env is not None and env.exists(), f"rule {rule} has no conda env file"
-    imports = third_party_imports(script)
-    assert imports, f"{script.name}: no third-party import found; is the scan broken?"
-    missing = {CONDA_NAMES.get(name, name) for name in imports} - set(env_packages(env))
+    _, third_party = imports(script)
+    assert third_party, f"{script.name}: no third-party import found; is the scan broken?"
+    missing = {CONDA_NAMES.get(name, name) for name in third_party} - set(env_packages(env))
     assert not missing, f"{env.name} lacks {sorted(missing)}, which rule {rule} imports"
 
 

@@ -1,5 +1,4 @@
 # Config validation, the table of runs, and the functions that build target lists.
-import ast
 import hashlib
 import os
 import shutil
@@ -11,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
+from mnist_sgd.imports import PACKAGE, imports
 from mnist_sgd.study import (
     RUN_PATTERN as RUN,
     SweepError,
@@ -98,7 +98,7 @@ except SweepError as error:
 RUNS = list(dict.fromkeys(run for runs in SWEEPS.values() for run in runs))
 SWEEPS_BY_RUN = {run: [s for s, runs in SWEEPS.items() if run in runs] for run in RUNS}
 
-PACKAGE = os.path.join(workflow.basedir, "workflow", "mnist_sgd")
+SCRIPTS = os.path.join(workflow.basedir, "workflow", "scripts")
 
 
 def code_digest(script):
@@ -106,35 +106,12 @@ def code_digest(script):
     one another. As a rule parameter it makes an edit of one of them rerun exactly the rules that
     use it (Snakemake's code trigger sees only the rule's script).
     """
-    script = os.path.join(workflow.basedir, "workflow", "scripts", f"{script}.py")
+    modules, _ = imports(os.path.join(SCRIPTS, f"{script}.py"))
     digest = hashlib.sha256()
-    for stem in sorted(package_imports(script)):
+    for stem in sorted(modules):
         with open(os.path.join(PACKAGE, f"{stem}.py"), "rb") as source:
             digest.update(source.read())
     return digest.hexdigest()[:16]
-
-
-def package_imports(path, found=None):
-    """Names of the mnist_sgd modules the file at `path` imports, transitively (`__init__` for the package)."""
-    found = set() if found is None else found
-    with open(path) as source:
-        tree = ast.parse(source.read())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            names = [node.module]
-        elif isinstance(node, ast.ImportFrom) and node.level == 1:  # inside the package
-            names = [f"mnist_sgd.{node.module or '__init__'}"]
-        else:
-            continue
-        for name in names:
-            package, _, stem = name.partition(".")
-            stem = stem or "__init__"
-            if package == "mnist_sgd" and stem not in found:
-                found.add(stem)
-                package_imports(os.path.join(PACKAGE, f"{stem}.py"), found)
-    return found
 
 
 # What the cached tensors are a function of, besides the code: the verified content of the IDX files.

@@ -1,0 +1,37 @@
+"""What a Python file of this project imports, read from its source without running it.
+
+The workflow digests the package modules a rule's script imports, so that editing one reruns
+exactly the rules that use it; the tests check that each rule's conda environment holds the
+third-party packages it imports.
+"""
+
+import ast
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def imports(path):
+    """(the mnist_sgd modules `path` imports, transitively, as file stems with `__init__` for the package
+    itself; the top-level names of the third-party modules those files import)."""
+    modules, third_party = set(), set()
+    pending = [Path(path)]
+    while pending:
+        for node in ast.walk(ast.parse(pending.pop().read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):  # level 1: `from .x import y` inside the package
+                names = [node.module if node.level == 0 else f"mnist_sgd.{node.module or '__init__'}"]
+            else:
+                continue
+            for name in names:
+                top, _, stem = name.partition(".")
+                if top == "mnist_sgd":
+                    stem = stem or "__init__"
+                    if stem not in modules:
+                        modules.add(stem)
+                        pending.append(PACKAGE / f"{stem}.py")
+                elif top not in sys.stdlib_module_names:
+                    third_party.add(top)
+    return modules, third_party
