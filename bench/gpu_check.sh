@@ -2,13 +2,17 @@
 # One prepared pass on a CUDA machine: GPU tests, the training benchmark on the GPU (CUDA graphs and
 # eager), and the whole study through Snakemake when it is installed.
 #   MNIST_DIR=/path/to/mnist [WHEELS=/path/to/wheels] bash bench/gpu_check.sh [output folder]
-# Needs torch, numpy, pandas, matplotlib, pyyaml and pytest; snakemake only for the last step (installed
-# from the wheel folder WHEELS, without an index, when given: GPU machines often have no internet).
+# Needs torch, numpy, pandas, matplotlib, pyyaml and pytest; snakemake only for the last step. Given a
+# wheel folder WHEELS, it first installs snakemake, pytest and pyyaml from it, without an index (GPU
+# machines often have no internet).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bench/out}
 mkdir -p "$out"
 export PYTHONPATH=workflow:tests PYTHONUNBUFFERED=1
+if [ -n "${WHEELS:-}" ]; then
+    python3 -m pip install -q --no-index --find-links "$WHEELS" snakemake pytest pyyaml
+fi
 nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 echo "== process start + CUDA context"
@@ -33,9 +37,6 @@ python3 bench/bench_training.py --data "$out/mnist.pt" --device cuda --no-refere
 python3 bench/bench_training.py --data "$out/mnist.pt" --device cuda --no-reference --no-cuda-graphs
 echo "== benchmark against the reference, 2000 iterations per run"
 python3 bench/bench_training.py --data "$out/mnist.pt" --device cuda --iterations 2000
-if [ -n "${WHEELS:-}" ]; then
-    python3 -m pip install -q --no-index --find-links "$WHEELS" snakemake
-fi
 if python3 -c "import snakemake" 2>/dev/null; then
     echo "== the whole study: snakemake --cores $(nproc) all"
     python3 bench/bench_workflow.py --mnist "$MNIST_DIR" --cores "$(nproc)"
