@@ -16,7 +16,8 @@ fi
 nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 echo "== process start + CUDA context"
-/usr/bin/time -f "%e s wall" python3 -c "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()"
+TIMEFORMAT="%R s wall"  # bash's own timer: /usr/bin/time is not on every image
+time python3 -c "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()"
 echo "== data cache"
 python3 - "$MNIST_DIR" "$out/mnist.pt" <<'PY'
 import sys, tempfile
@@ -28,10 +29,10 @@ for name, digest in MNIST_SHA256.items():
 build_cache(*(raw / name for name in MNIST_SHA256), sys.argv[2])
 PY
 echo "== tests"
-python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_sgd.py tests/test_train.py tests/test_data.py tests/test_study.py 2>&1 | tail -15
+python3 -m pytest -q -p no:cacheprovider -o addopts= -rfEs tests/test_gpu.py tests/test_sgd.py tests/test_train.py tests/test_data.py tests/test_study.py 2>&1 | tail -25
 echo "== one run through the program's command line, device auto"
-/usr/bin/time -f "%e s wall (process, CUDA start-up, data load, training, output)" \
-    python3 -m mnist_sgd.train --data "$out/mnist.pt" --metrics "$out/m.csv" --info "$out/i.json" --batch-size 1 2>&1 | tail -3
+TIMEFORMAT="%R s wall (process, CUDA start-up, data load, training, output)"
+time python3 -m mnist_sgd.train --data "$out/mnist.pt" --metrics "$out/m.csv" --info "$out/i.json" --batch-size 1 2>&1 | tail -3
 echo "== benchmark, program only, every run of the study (CUDA graphs, then eager launches)"
 python3 bench/bench_training.py --data "$out/mnist.pt" --device cuda --no-reference
 python3 bench/bench_training.py --data "$out/mnist.pt" --device cuda --no-reference --no-cuda-graphs
