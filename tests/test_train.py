@@ -108,8 +108,7 @@ def test_graph_replays_of_chunks_give_the_eager_curves(small_data, config, monke
     monkeypatch.setattr(mnist_sgd.train, "CudaGraphSteps", EmulatedGraphs)
     EmulatedGraphs.replays = 0
     replayed = train(small_data, config, **QUIET)
-    chunks_run = 10  # iterations // 10 per chunk
-    assert EmulatedGraphs.replays >= chunks_run // 2  # most chunks were replays
+    assert EmulatedGraphs.replays >= 5  # of the 10 chunks (a tenth of the run each): most were replays
     assert np.array_equal(replayed.train_loss, eager.train_loss)
     assert np.array_equal(replayed.test_correct, eager.test_correct)
 
@@ -148,7 +147,6 @@ def test_bad_parameters_are_refused_with_the_key_and_the_rule(small_data, config
         train(small_data, config, **QUIET)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_graphs_are_switched_off_by_flag_or_environment(monkeypatch):
     required = ["--data", "d", "--metrics", "m", "--info", "i"]
     assert parse_args(required).cuda_graphs
@@ -157,6 +155,7 @@ def test_cuda_graphs_are_switched_off_by_flag_or_environment(monkeypatch):
     assert not parse_args(required).cuda_graphs
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit, match="CUDA is not available"):
         main(["--data", "x.pt", "--metrics", "m.csv", "--info", "i.json", "--device", "cuda"])
