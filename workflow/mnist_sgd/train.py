@@ -129,8 +129,8 @@ def train(data, config, log=print, cuda_graphs=True):
     """Train one run on `data` (an MNIST already on the run's device) and return its curves.
 
     Iterations run in chunks of `EVAL_BLOCK` evaluations (100 iterations by default; at most a tenth of
-    the run): a chunk's weight snapshots are scored together, and its losses checked for divergence. On CUDA, each chunk is one CUDA
-    graph launch (`CudaGraphSteps`) unless `cuda_graphs` is False.
+    the run): a chunk's weight snapshots are scored together, and its losses checked for divergence.
+    On CUDA, each chunk is one CUDA graph launch (`CudaGraphSteps`) unless `cuda_graphs` is False.
     """
     config.validate()
     device = data.train_images.device
@@ -185,9 +185,10 @@ def chunks(batches, length):
         offset = position = 0  # in block_sizes, in indices
         while offset < len(block_sizes):
             take = block_sizes[offset : offset + length - len(sizes)]
-            parts.append(indices[position : position + sum(take)])
+            count = sum(take)  # indices of these batches
+            parts.append(indices[position : position + count])
             sizes += take
-            offset, position = offset + len(take), position + sum(take)
+            offset, position = offset + len(take), position + count
             if len(sizes) == length:
                 yield torch.cat(parts) if len(parts) > 1 else parts[0], sizes
                 parts, sizes = [], []
