@@ -14,12 +14,22 @@ import pytest
 import yaml
 
 from mnist_sgd.data import MNIST_SHA256, build_cache, load_cache
+from mnist_sgd.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 # The real MNIST (four IDX .gz files) beside the checkout; the slow tests use it when present.
 REAL_MNIST = Path(os.environ.get("MNIST_DIR", REPO.parent / "shared" / "mnist"))
 IDX_NAMES = list(MNIST_SHA256)
 WORKFLOW_PARTS = ["Snakefile", "workflow", "config", "envs", "profiles"]
+# Runs whose chunks take every path of CudaGraphSteps (test_train emulates CUDA, test_gpu uses it):
+# id -> config. Each run has 10 chunks (a tenth of the run each).
+GRAPH_CONFIGS = {
+    "batch1": TrainConfig(impl="scratch", batch_size=1, iterations=150, lr=0.01),
+    "subset": TrainConfig(impl="scratch", train_size=60, batch_size=60, iterations=150, lr=0.01),  # weighted
+    "torch": TrainConfig(impl="torch", batch_size=32, iterations=150, lr=0.05),  # 2 chunk shapes (epoch tails)
+    "batch1-every3": TrainConfig(impl="scratch", batch_size=1, iterations=100, lr=0.002, eval_every=3),  # 3 shapes
+    "torch-epochs": TrainConfig(impl="torch", batch_size=32, iterations=400, lr=0.05),  # epochs of 9x32 + 1x12
+}
 
 
 def idx_bytes(array):

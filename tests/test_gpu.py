@@ -7,18 +7,15 @@ import pytest
 import torch
 
 import mnist_sgd.train
+from conftest import GRAPH_CONFIGS
 from mnist_sgd.train import CudaGraphSteps, TrainConfig, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-CONFIGS = [
-    TrainConfig(impl="scratch", batch_size=1, iterations=150, lr=0.01),
-    TrainConfig(impl="scratch", train_size=60, batch_size=60, iterations=150, lr=0.01),  # weighted by count
-    TrainConfig(impl="torch", batch_size=32, iterations=150, lr=0.05),
-]
+CONFIGS = {name: GRAPH_CONFIGS[name] for name in ("batch1", "subset", "torch")}
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=["batch1", "subset", "torch"])
+@pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
 def test_cuda_runs_see_the_same_batches_and_give_the_same_curves(small_data, config):
     cpu = train(small_data, config, log=lambda m: None)
     cuda = train(small_data.to("cuda"), config, log=lambda m: None)
@@ -26,13 +23,7 @@ def test_cuda_runs_see_the_same_batches_and_give_the_same_curves(small_data, con
     assert np.array_equal(cuda.test_correct, cpu.test_correct)
 
 
-GRAPH_CONFIGS = CONFIGS + [
-    TrainConfig(impl="scratch", batch_size=1, iterations=100, lr=0.002, eval_every=3),  # 3 chunk shapes
-    TrainConfig(impl="torch", batch_size=32, iterations=400, lr=0.05),  # epochs of 9 x 32 + 1 x 12 batches
-]
-
-
-@pytest.mark.parametrize("config", GRAPH_CONFIGS, ids=["batch1", "subset", "torch", "batch1-every3", "torch-epochs"])
+@pytest.mark.parametrize("config", GRAPH_CONFIGS.values(), ids=GRAPH_CONFIGS.keys())
 def test_cuda_graphs_replay_the_eager_steps_bit_for_bit(small_data, config, monkeypatch):
     data = small_data.to("cuda")
     eager = train(data, config, log=lambda m: None, cuda_graphs=False)

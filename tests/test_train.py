@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
+import mnist_sgd.train
+from conftest import GRAPH_CONFIGS
 from mnist_sgd.reference import reference_train
 from mnist_sgd.sgd import epoch_batches, uniform_batches
-import mnist_sgd.train
 from mnist_sgd.train import (
-    ConfigError, CudaGraphSteps, TrainConfig, chunks, git_state, main, parse_args, seeded_generator, train, training_set,
-    write_metrics,
+    ConfigError, CudaGraphSteps, TrainConfig, chunks, git_state, main, parse_args, seeded_generator, train,
+    training_set, write_metrics,
 )
 
 QUIET = dict(log=lambda message: None)
@@ -93,16 +94,7 @@ class EmulatedGraphs(CudaGraphSteps):
         return replay
 
 
-@pytest.mark.parametrize(
-    "config",
-    [
-        TrainConfig(impl="scratch", batch_size=1, iterations=150, lr=0.01),
-        TrainConfig(impl="scratch", train_size=60, batch_size=60, iterations=150, lr=0.01),
-        TrainConfig(impl="scratch", batch_size=1, iterations=100, lr=0.002, eval_every=3),
-        TrainConfig(impl="torch", batch_size=32, iterations=400, lr=0.05),  # epochs of 9 x 32 + 1 x 12 batches
-    ],
-    ids=["batch1", "subset", "batch1-every3", "torch-epochs"],
-)
+@pytest.mark.parametrize("config", GRAPH_CONFIGS.values(), ids=GRAPH_CONFIGS.keys())
 def test_graph_replays_of_chunks_give_the_eager_curves(small_data, config, monkeypatch):
     eager = train(small_data, config, **QUIET)
     monkeypatch.setattr(mnist_sgd.train, "CudaGraphSteps", EmulatedGraphs)
