@@ -11,7 +11,10 @@ out=${1:-bench/out}
 mkdir -p "$out"
 export PYTHONPATH=workflow:tests PYTHONUNBUFFERED=1
 if [ -n "${WHEELS:-}" ]; then
-    python3 -m pip install -q --no-index --find-links "$WHEELS" snakemake pytest pyyaml
+    # Into python3's environment; where that is read-only, into a folder put on the path.
+    python3 -m pip install -q --no-index --find-links "$WHEELS" snakemake pytest pyyaml ||
+        { python3 -m pip install -q --no-index --find-links "$WHEELS" --target /tmp/site snakemake &&
+          export PYTHONPATH=$PYTHONPATH:/tmp/site; }
 fi
 nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
