@@ -20,6 +20,21 @@ REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_PARTS = ["Snakefile", "workflow", "config", "envs", "profiles"]
 
 
+def copy_workflow(destination):
+    """Copy the workflow (not its results) into `destination`, replacing the parts an earlier copy left."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for part in WORKFLOW_PARTS:
+        source, target = REPO / part, destination / part
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, target)
+
+
 def snakemake(workdir, *args):
     command = [sys.executable, "-m", "snakemake", *args]
     result = subprocess.run(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -36,15 +51,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="bench-workflow-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    for part in WORKFLOW_PARTS:
-        source, target = REPO / part, workdir / part
-        if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, target)
+    copy_workflow(workdir)
     mirror = f"data_mirror={Path(args.mnist).resolve()}"
     snakemake(workdir, "--cores", str(args.cores), "results/data/mnist.pt", "--config", mirror)
     start = time.perf_counter()

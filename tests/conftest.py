@@ -3,7 +3,6 @@
 import gzip
 import hashlib
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -17,10 +16,12 @@ from mnist_sgd.data import MNIST_SHA256, build_cache, load_cache
 from mnist_sgd.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from bench_workflow import copy_workflow  # noqa: E402  (one copy of the workflow for tests and benchmark)
+
 # The real MNIST (four IDX .gz files) beside the checkout; the slow tests use it when present.
 REAL_MNIST = Path(os.environ.get("MNIST_DIR", REPO.parent / "shared" / "mnist"))
 IDX_NAMES = list(MNIST_SHA256)
-WORKFLOW_PARTS = ["Snakefile", "workflow", "config", "envs", "profiles"]
 # Runs whose chunks take every path of CudaGraphSteps (test_train emulates CUDA, test_gpu uses it):
 # id -> config. Each run has 10 chunks (a tenth of the run each).
 GRAPH_CONFIGS = {
@@ -63,15 +64,6 @@ def write_small_mnist(folder, num_train=300, num_test=100, compress=True):
         else:
             (folder / name).write_bytes(content)
     return {name: hashlib.sha256(content).hexdigest() for name, content in contents.items()}
-
-
-def copy_workflow(destination):
-    for part in WORKFLOW_PARTS:
-        source = REPO / part
-        if source.is_dir():
-            shutil.copytree(source, destination / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, destination / part)
 
 
 def make_workdir(root, sweeps, figures=None, num_train=300, num_test=100):
