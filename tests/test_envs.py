@@ -1,6 +1,7 @@
 """The conda environments (`envs/*.yaml`, used with `--use-conda`) hold every third-party package the
 code of their rules imports, at the lower bounds pyproject.toml declares. Conda is not installed where
-the tests run, so this reads the files: the rules, their scripts and the package modules those import.
+the tests run, so this reads the files: the rules, their scripts and the package modules those import
+(the same import scan that the rules' code digests use).
 """
 
 import re
@@ -66,3 +67,13 @@ def test_env_lower_bounds_are_pyprojects():
         for package, bound in env_packages(env).items():
             if package in bounds:
                 assert bound == bounds[package], f"{env.name}: {package} >={bound}, pyproject.toml says >={bounds[package]}"
+
+
+def test_imports_follow_every_form_of_package_import(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text("import json\nimport numpy as np\nfrom mnist_sgd import plots, __version__\n")
+    modules, third_party = imports(script)
+    assert modules == {"__init__", "plots", "files"}  # plots imports .files
+    assert third_party == {"numpy", "matplotlib", "pandas"}
+    script.write_text("from mnist_sgd.summary import summarize\n")
+    assert imports(script)[0] == {"summary", "files"}

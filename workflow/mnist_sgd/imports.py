@@ -22,7 +22,10 @@ def imports(path):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):  # level 1: `from .x import y` inside the package
-                names = [node.module if node.level == 0 else f"mnist_sgd.{node.module or '__init__'}"]
+                module = node.module if node.level == 0 else ".".join(filter(None, ("mnist_sgd", node.module)))
+                names = [module]
+                if module == "mnist_sgd":  # `from mnist_sgd import plots`: the names that are its modules
+                    names += [f"{module}.{a.name}" for a in node.names if (PACKAGE / f"{a.name}.py").exists()]
             else:
                 continue
             for name in names:
