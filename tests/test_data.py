@@ -131,7 +131,51 @@ def test_mismatched_image_and_label_counts_are_rejected(tmp_path):
     assert not (tmp_path / "mnist.pt").exists()
 
 
-def test_a_corrupt_cache_is_reported_with_the_fix(tmp_path):
+def test_an_unreadable_cache_is_named_and_removed(tmp_path):
     (tmp_path / "mnist.pt").write_bytes(b"half a file")
-    with pytest.raises(DataError, match="delete it and rerun"):
+    with pytest.raises(DataError, match="mnist.pt: unreadable data cache .* removed it: the workflow's next run"):
         load_cache(tmp_path / "mnist.pt")
+    assert not (tmp_path / "mnist.pt").exists()
+
+
+def damage(path, start_fraction=0.5, length=64 << 10):
+    """Overwrite `length` bytes in the middle of `path` with 0xFF, as a bad disk or copy would."""
+    content = bytearray(path.read_bytes())
+    start = int(len(content) * start_fraction)
+    content[start : start + length] = b"\xff" * min(length, len(content) - start)
+    path.write_bytes(bytes(content))
+
+
+def test_a_damaged_cache_that_still_loads_is_refused_by_its_digest_and_removed(tmp_path):
+    write_small_mnist(tmp_path, compress=False)
+    cache = tmp_path / "mnist.pt"
+    build_cache(*(tmp_path / n for n in IDX_NAMES), cache)
+    damage(cache)
+    # The damaged bytes fall inside the training images: torch.load itself does not notice.
+    assert not torch.load(cache, weights_only=True, mmap=True)["train_images"].isfinite().all()
+    with pytest.raises(DataError, match="mnist.pt: damaged data cache: its tensors hash to SHA-256 [0-9a-f]{64}, "
+                                        "not the [0-9a-f]{64} they were written with; removed it"):
+        load_cache(cache)
+    assert not cache.exists()
+
+
+def test_a_cache_is_checked_against_the_files_it_should_come_from(tmp_path):
+    sha256 = write_small_mnist(tmp_path, compress=False)
+    cache = tmp_path / "mnist.pt"
+    build_cache(*(tmp_path / n for n in IDX_NAMES), cache)
+    data = load_cache(cache, sources=sha256)
+    assert data.sha256 is not None and data.sha256 == load_cache(cache).sha256
+    with pytest.raises(DataError, match="a data cache of other files than the configured ones"):
+        load_cache(cache, sources={**sha256, NAME: "0" * 64})
+    assert not cache.exists()
+
+
+def test_a_download_that_decompresses_to_more_than_the_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("mnist_sgd.data.MAX_IDX_BYTES", 1 << 20)
+    (tmp_path / f"{NAME}.gz").write_bytes(gzip.compress(bytes(4 << 20)))  # 4 MiB of zeros: 4 kB of gzip
+    (tmp_path / NAME).write_bytes(bytes((1 << 20) + 1))
+    with pytest.raises(DataError) as error:
+        fetch_idx(NAME, [str(tmp_path)], "0" * 64, tmp_path / "out")
+    assert f"{NAME}.gz: decompresses to more than 1 MiB, the most this workflow reads" in str(error.value)
+    assert f"{NAME}: holds more than 1 MiB" in str(error.value)
+    assert not (tmp_path / "out").exists()

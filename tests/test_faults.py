@@ -65,12 +65,12 @@ def test_keep_going_finishes_every_other_run_and_the_partial_summary_says_what_f
     assert not (workdir / "results" / "summary_partial.csv").exists()
 
 
-def wait_for(condition, what, timeout=120):
+def wait_for(condition, what, timeout=120, poll=0.1):
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+        time.sleep(poll)
 
 
 def training_processes(workdir):
@@ -96,17 +96,26 @@ def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(t
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
+        # The long job is frozen (SIGSTOP) as soon as it logs its first progress line, so it is
+        # interrupted mid-run however fast this machine trains: the test never races its speed.
+        long_log = logs / f"{LONG}.log"
+        wait_for(lambda: long_log.exists() and "iteration 5000/" in long_log.read_text(),
+                 "the long run's progress", poll=0.002)
+        [job] = training_processes(workdir)
+        os.kill(job, signal.SIGSTOP)
+        assert not (runs / LONG / "run.json").exists()
         wait_for(lambda: (runs / OK / "run.json").exists(), "the quick run")
-        wait_for(lambda: (logs / f"{LONG}.log").exists() and "iteration 10000/" in (logs / f"{LONG}.log").read_text(),
-                 "the long run's progress")
         # A second invocation on the same directory is refused while the first holds it.
         second = snakemake(workdir, "--cores", "1", "all")
         assert second.returncode != 0 and "Directory cannot be locked" in second.stdout, second.stdout
         if how == "SIGKILL to every process":
             os.killpg(first.pid, signal.SIGKILL)
         else:
-            [job] = training_processes(workdir)
-            os.kill(job, signal.SIGTERM if how == "SIGTERM to the job" else signal.SIGKILL)
+            if how == "SIGTERM to the job":
+                os.kill(job, signal.SIGTERM)
+                os.kill(job, signal.SIGCONT)  # a stopped process acts on SIGTERM once it runs again
+            else:
+                os.kill(job, signal.SIGKILL)
         output, _ = first.communicate(timeout=60)
     finally:
         if first.poll() is None:

@@ -1,10 +1,24 @@
 """Expanding the configured sweeps into runs."""
 
+import copy
+import re
+
 import pytest
 import yaml
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from hypothesis_jsonschema import from_schema
+from snakemake.utils import validate
 
 from conftest import REPO
-from mnist_sgd.study import SweepError, parse_run, run_config, run_labels, sweep_runs
+from mnist_sgd.study import (
+    MAX_BATCH_SIZE, MAX_ITERATIONS, MAX_SEED, RUN_PATTERN, RUN_WILDCARDS, SweepError, parse_run, plan, run_config,
+    run_labels, run_name, sweep_runs,
+)
+
+SCHEMA = REPO / "config" / "config.schema.yaml"
+# A run name the workflow's wildcards match (so a rule can produce it).
+RUN_NAME = re.compile(RUN_PATTERN.format(**{k: f"(?:{v})" for k, v in RUN_WILDCARDS.items()}))
 
 
 def default_config():
@@ -32,11 +46,20 @@ def test_every_combination_of_a_sweeps_lists_is_a_run():
 
 
 def test_a_run_name_round_trips_to_its_training_parameters():
-    config = run_config("torch/train500_batch25_lr0.0015_it300_seed4", eval_every=3, device="cpu")
+    config = run_config("torch/train500_batch25_lr0.0015_it300_seed4_every3", device="cpu")
     assert (config.impl, config.train_size, config.batch_size, config.iterations) == ("torch", 500, 25, 300)
     assert (config.lr, config.seed, config.eval_every, config.device) == (0.0015, 4, 3, "cpu")
+    assert run_name(config) == "torch/train500_batch25_lr0.0015_it300_seed4_every3"
     assert run_config("scratch/trainall_batch1_lr0.001_it6000_seed0").train_size is None
+    assert run_config("scratch/trainall_batch1_lr0.001_it6000_seed0").eval_every == 1
     assert parse_run("scratch/trainall_batch1_lr0.001_it6000_seed0")["lr"] == "0.001"
+
+
+def test_evaluating_less_often_is_another_run_and_every_iteration_keeps_todays_names():
+    config = default_config()
+    assert sweep_runs({**config, "eval_every": 1}, "torch_optim") == ["torch/trainall_batch100_lr0.001_it6000_seed0"]
+    assert sweep_runs({**config, "eval_every": 10}, "torch_optim") == [
+        "torch/trainall_batch100_lr0.001_it6000_seed0_every10"]
 
 
 def test_batch_equal_to_train_size_needs_a_size():
@@ -51,3 +74,72 @@ def test_labels_name_what_varies():
     assert run_labels(sweep_runs(config, "batch_size")) == ["batch 1", "batch 10", "batch 100", "batch 1000"]
     assert run_labels(sweep_runs(config, "train_size")) == ["train 100", "train 500", "train 1000", "train 10000"]
     assert run_labels(sweep_runs(config, "torch_optim")) == ["torch"]
+
+
+def plausible(schema):
+    """`schema` narrowed to configurations that mostly plan: one or two sweeps of subsets of at most
+    300 images, no comparisons."""
+    schema = copy.deepcopy(schema)
+    schema["properties"]["sweeps"]["maxProperties"] = 2
+    schema["$defs"]["sweep"]["properties"]["train_sizes"]["items"] = {"type": "integer", "minimum": 1, "maximum": 300}
+    schema["properties"]["figures"]["properties"]["comparisons"]["maxProperties"] = 0
+    return schema
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+@given(config=st.one_of(from_schema(yaml.safe_load(SCHEMA.read_text())),
+                        from_schema(plausible(yaml.safe_load(SCHEMA.read_text())))),
+       num_train=st.sampled_from([60000, 300, None]))
+def test_whatever_the_schema_admits_is_refused_at_planning_or_runs(config, num_train):
+    """Configurations generated from the schema: planning refuses each with a message, or plans runs
+    that the training program accepts under the names the workflow's rules produce."""
+    validate(config, str(SCHEMA))  # fills in the defaults, as the workflow does
+    try:
+        sweeps, groups = plan(config, num_train)
+    except SweepError as error:
+        assert str(error).startswith("config error: "), error
+        event("refused at planning")
+        return
+    event("planned")
+    assert set(sweeps) <= set(groups)
+    for runs in sweeps.values():
+        assert runs and len(runs) == len(set(runs))
+        for run in runs:
+            assert RUN_NAME.fullmatch(run), run
+            config_of_run = run_config(run, device=config["device"])
+            config_of_run.validate(num_train)  # what the training job does first
+            assert run_name(config_of_run) == run
+
+
+@pytest.mark.parametrize(
+    "sweep, message",
+    [
+        ({"batch_sizes": [10**12]}, "sweeps.s.batch_sizes has 1000000000000: must be an integer from 1 to 100000"),
+        ({"iterations": 10**12}, "sweeps.s.iterations=1000000000000: must be an integer from 1 to 10000000"),
+        ({"seeds": [2**64]}, "sweeps.s.seeds has 18446744073709551616: must be an integer from 0 to"),
+        ({"train_sizes": ["all", 60000]}, "sweeps.s.train_sizes has 60000: the whole training set; write all"),
+        ({"impl": "torch", "train_sizes": [100], "batch_sizes": [1000]},
+         "sweeps.s.batch_sizes has 1000: impl torch draws each epoch's batches without replacement from the 100"),
+        ({"batch_sizes": [1.0]}, "sweeps.s.batch_sizes has 1.0: must be an integer"),
+    ],
+)
+def test_what_the_program_would_refuse_is_refused_at_planning(sweep, message):
+    config = {"sweeps": {"s": {"impl": "scratch", "train_sizes": ["all"], "batch_sizes": [10], "iterations": 10,
+                               "lr": 0.1, **sweep}}, "figures": {"comparisons": {}}}
+    with pytest.raises(SweepError, match=re.escape(message)):
+        plan(config, 60000)
+
+
+def test_the_same_run_twice_in_a_sweep_is_one_run():
+    config = {"sweeps": {"s": {"impl": "scratch", "train_sizes": [100], "batch_sizes": [100, "train_size"],
+                               "iterations": 10, "lr": 0.1}}}
+    assert sweep_runs(config, "s") == ["scratch/train100_batch100_lr0.1_it10_seed0"]
+
+
+def test_the_schemas_bounds_are_the_training_programs():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    sweep = schema["$defs"]["sweep"]["properties"]
+    assert sweep["batch_sizes"]["items"]["oneOf"][0]["maximum"] == MAX_BATCH_SIZE
+    assert sweep["iterations"]["maximum"] == schema["properties"]["eval_every"]["maximum"] == MAX_ITERATIONS
+    assert sweep["seeds"]["items"]["maximum"] == MAX_SEED

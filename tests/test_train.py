@@ -132,6 +132,13 @@ def test_eval_every_skips_evaluations_but_keeps_the_last(small_data):
         (TrainConfig(lr=-1.0), "lr=-1.0"),
         (TrainConfig(train_size=301), "larger than the 300 training images"),
         (TrainConfig(device="tpu"), "device='tpu'"),
+        (TrainConfig(batch_size=10**12), "batch_size=1000000000000: must be an integer from 1 to 100000"),
+        (TrainConfig(iterations=10**12), "iterations=1000000000000: must be an integer from 1 to 10000000"),
+        (TrainConfig(seed=2**64), "seed=18446744073709551616: must be an integer from 0 to"),
+        (TrainConfig(batch_size=True), "batch_size=True"),
+        (TrainConfig(impl="torch", train_size=100, batch_size=1000),
+         "batch_size=1000: impl torch draws each epoch's batches without replacement from the 100 training"),
+        (TrainConfig(impl="torch", batch_size=301), "without replacement from the 300 training images"),
     ],
 )
 def test_bad_parameters_are_refused_with_the_key_and_the_rule(small_data, config, message):
@@ -154,11 +161,8 @@ def test_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
 
 
 def test_command_line_writes_metrics_and_info(tmp_path, small_data):
-    torch.save(
-        {"version": 1, **{k: v.clone() for k, v in vars(small_data).items()}}, tmp_path / "cli.pt"
-    )
     metrics, info = tmp_path / "out" / "metrics.csv", tmp_path / "out" / "run.json"
-    main(["--data", str(tmp_path / "cli.pt"), "--metrics", str(metrics), "--info", str(info),
+    main(["--data", str(tmp_path / "mnist.pt"), "--metrics", str(metrics), "--info", str(info),
           "--impl", "scratch", "--train-size", "100", "--batch-size", "10", "--iterations", "30",
           "--lr", "0.01", "--seed", "2", "--device", "cpu", "--threads", "1"])
     table = pd.read_csv(metrics)
@@ -177,6 +181,7 @@ def test_command_line_writes_metrics_and_info(tmp_path, small_data):
     assert 100 < record["peak_rss_mb"] < 4000 and record["gpu_peak_allocated_mb"] is None
     assert {"git_commit", "git_dirty", "host", "slurm_job_id", "versions", "device_name"} <= set(record)
     assert record["device_name"] and record["host"] and record["versions"]["torch"] == torch.__version__
+    assert record["data_sha256"] == small_data.sha256
 
 
 @pytest.mark.parametrize("impl", ["scratch", "torch"])

@@ -6,12 +6,16 @@ touches the raw files.
 
 import gzip
 import hashlib
+import io
+import pickle
 import struct
 import urllib.error
 import urllib.request
 import zlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -30,10 +34,12 @@ TORCHVISION_MIRRORS = [
     "http://yann.lecun.com/exdb/mnist/",
 ]
 IMAGE_SIDE = 28
+# The largest IDX file read, decompressed: bounds what a corrupt or hostile download can allocate.
+MAX_IDX_BYTES = 1 << 30
 NUM_FEATURES = IMAGE_SIDE * IMAGE_SIDE
 NUM_CLASSES = 10
 _IDX_UBYTE = 0x08
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: with the SHA-256 of its tensors and of its source files
 LOCAL_COPY_HINT = (
     "To use a local copy of MNIST (the four IDX files, gzip or plain), point the workflow at its "
     "folder: snakemake --config data_mirror=/path/to/mnist ..."
@@ -52,26 +58,41 @@ class MNIST:
     train_targets: torch.Tensor  # (n_train, 10) float32 one-hot
     test_images: torch.Tensor  # (n_test, 784) float32
     test_labels: torch.Tensor  # (n_test,) int64
+    sha256: Optional[str] = None  # of the tensors, as their cache records it (tensors_sha256)
 
     def to(self, device):
         """Return a copy with every tensor on `device`."""
-        return MNIST(**{k: v.to(device) for k, v in vars(self).items()})
+        return dataclasses.replace(self, **{name: getattr(self, name).to(device) for name in TENSORS})
+
+
+# The cache's tensors, in the order they are hashed.
+TENSORS = ("train_images", "train_targets", "test_images", "test_labels")
 
 
 def _read_source(location, timeout):
-    """Return the bytes at a local path or a URL."""
+    """Return the bytes at a local path or a URL, at most MAX_IDX_BYTES of them."""
     if "://" in location:
         with urllib.request.urlopen(location, timeout=timeout) as response:
-            return response.read()
-    return Path(location).read_bytes()
+            return _bounded(response.read(MAX_IDX_BYTES + 1), "holds")
+    with open(location, "rb") as source:
+        return _bounded(source.read(MAX_IDX_BYTES + 1), "holds")
+
+
+def _bounded(data, what):
+    """`data`, unless it is longer than MAX_IDX_BYTES: then DataError says that it `what` too much."""
+    if len(data) > MAX_IDX_BYTES:
+        raise DataError(f"{what} more than {MAX_IDX_BYTES >> 20} MiB, the most this workflow reads "
+                        "of an IDX file (MNIST's largest is 45 MiB)")
+    return data
 
 
 def _decompress(raw):
-    """Return `raw` gunzipped if it is gzip data, else unchanged."""
+    """Return `raw` gunzipped (at most MAX_IDX_BYTES) if it is gzip data, else unchanged."""
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
-        return gzip.decompress(raw)
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            return _bounded(stream.read(MAX_IDX_BYTES + 1), "decompresses to")
     except (EOFError, OSError, zlib.error) as err:
         raise DataError(f"truncated or corrupt gzip data ({err})") from err
 
@@ -141,9 +162,9 @@ def parse_idx(data, origin="<bytes>"):
     return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).reshape(dims)
 
 
-def _read_pair(images_path, labels_path):
-    images = parse_idx(Path(images_path).read_bytes(), origin=str(images_path))
-    labels = parse_idx(Path(labels_path).read_bytes(), origin=str(labels_path))
+def _read_pair(images_data, labels_data, images_path, labels_path):
+    images = parse_idx(images_data, origin=str(images_path))
+    labels = parse_idx(labels_data, origin=str(labels_path))
     if images.dim() != 3 or labels.dim() != 1:
         raise DataError(f"{images_path} must hold images and {labels_path} labels; they are swapped or wrong")
     if images.shape[0] != labels.shape[0]:
@@ -154,32 +175,72 @@ def _read_pair(images_path, labels_path):
     return images.reshape(len(images), -1).to(torch.float32).div(255), labels.to(torch.int64)
 
 
+def tensors_sha256(tensors):
+    """SHA-256 of the cache's tensors: their names, dtypes, shapes and bytes, in a fixed order."""
+    digest = hashlib.sha256()
+    for name in TENSORS:
+        tensor = tensors[name].contiguous()
+        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.numpy())
+    return digest.hexdigest()
+
+
 def build_cache(train_images, train_labels, test_images, test_labels, destination):
-    """Parse the four IDX files and save the formatted tensors to `destination` atomically."""
-    x_train, y_train = _read_pair(train_images, train_labels)
-    x_test, y_test = _read_pair(test_images, test_labels)
+    """Parse the four IDX files and save the formatted tensors to `destination` atomically, with the
+    SHA-256 of the files they come from (`sources`) and of the tensors themselves (checked on load)."""
+    paths = dict(zip(MNIST_SHA256, (train_images, train_labels, test_images, test_labels)))
+    raw = {name: Path(path).read_bytes() for name, path in paths.items()}
+    x_train, y_train = _read_pair(raw["train-images-idx3-ubyte"], raw["train-labels-idx1-ubyte"], train_images, train_labels)
+    x_test, y_test = _read_pair(raw["t10k-images-idx3-ubyte"], raw["t10k-labels-idx1-ubyte"], test_images, test_labels)
     tensors = {
-        "version": _CACHE_VERSION,
         "train_images": x_train,
         "train_targets": torch.nn.functional.one_hot(y_train, NUM_CLASSES).to(torch.float32),
         "test_images": x_test,
         "test_labels": y_test,
     }
+    stored = {
+        "version": _CACHE_VERSION,
+        "sources": {name: hashlib.sha256(content).hexdigest() for name, content in raw.items()},
+        "sha256": tensors_sha256(tensors),
+        **tensors,
+    }
     # Saved through a file object: torch.save names the archive after a path it is given (here a
     # random temporary name), and the cache must be the same bytes whenever it is rebuilt.
     with atomic_path(destination) as tmp, open(tmp, "wb") as stream:
-        torch.save(tensors, stream)
+        torch.save(stored, stream)
 
 
-def load_cache(path, device="cpu"):
-    """Load the tensors written by `build_cache` onto `device`."""
+def load_cache(path, device="cpu", sources=None):
+    """Load the tensors written by `build_cache` onto `device`, after checking them against the digest
+    stored with them (and, given `sources`, that they come from IDX files with those SHA-256s).
+
+    A cache that fails a check is removed, so that the workflow's next run rebuilds it from the
+    verified IDX files, and DataError says so: nothing is ever trained on damaged data.
+    """
+    def refuse(problem):
+        Path(path).unlink(missing_ok=True)
+        raise DataError(f"{path}: {problem}; removed it: the workflow's next run rebuilds it from the "
+                        "verified MNIST files")
+
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, EOFError, ValueError) as err:
-        raise DataError(f"{path}: unreadable data cache ({err}); delete it and rerun the workflow") from err
+    except FileNotFoundError as err:
+        raise DataError(f"{path}: no such data cache; the workflow's format_mnist rule writes it") from err
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
+        refuse(f"unreadable data cache ({err})")
     if not isinstance(stored, dict) or stored.get("version") != _CACHE_VERSION:
-        raise DataError(f"{path}: not a data cache of this version; delete it and rerun the workflow")
-    data = MNIST(**{k: stored[k] for k in MNIST.__dataclass_fields__})
+        refuse("not a data cache of this version")
+    tensors = {name: stored.get(name) for name in TENSORS}
+    if not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+        refuse("a data cache without all of its tensors")
+    digest = tensors_sha256(tensors)
+    if digest != stored.get("sha256"):
+        refuse(f"damaged data cache: its tensors hash to SHA-256 {digest}, not the {stored.get('sha256')} "
+               "they were written with")
+    if sources is not None and stored.get("sources") != dict(sources):
+        refuse(f"a data cache of other files than the configured ones (built from {stored.get('sources')}, "
+               f"configured data_sha256: {dict(sources)})")
+    data = MNIST(**tensors, sha256=digest)
     if data.train_images.shape[1:] != (NUM_FEATURES,) or data.test_images.shape[1:] != (NUM_FEATURES,):
-        raise DataError(f"{path}: images are not flattened to {NUM_FEATURES} features")
+        refuse(f"images are not flattened to {NUM_FEATURES} features")
     return data.to(device)

@@ -1,56 +1,162 @@
-"""The study's runs as the configuration defines them: one run per combination of a sweep's lists.
+"""The study's runs: what defines a run (`TrainConfig`), its name, and the runs a configuration plans.
 
-The workflow (workflow/rules/common.smk) and the benchmarks expand sweeps with these functions, so
-a run has the same name and parameters everywhere.
+The workflow (workflow/rules/common.smk), the training program and the benchmarks all go through
+these functions, so a run has the same name, parameters and limits everywhere, and whatever planning
+accepts the training program accepts. Nothing here imports torch: planning stays fast.
 """
 
 import math
+from dataclasses import dataclass
+from typing import Optional
 
-# One folder per run under results/runs/; its name says what the run is.
-RUN_PATTERN = "{impl}/train{train_size}_batch{batch_size}_lr{lr}_it{iterations}_seed{seed}"
+IMPLS = ("scratch", "torch")  # the update rules of mnist_sgd.sgd.UPDATERS
+DEVICES = ("auto", "cpu", "cuda")
+# What one training job can hold: a chunk of 100 batches' indices (8 bytes each) stays under 100 MB,
+# the per-iteration curves (and metrics.csv, about 40 bytes a row) under 0.5 GB; seeds are int64.
+MAX_BATCH_SIZE = 100_000
+MAX_ITERATIONS = 10_000_000
+MAX_SEED = 2**63 - 1
+
+# One folder per run under results/runs/; its name says what the run is. `evaluation` is empty when
+# every iteration is evaluated (the seed's way, and every default run) and `_every<N>` otherwise.
+RUN_PATTERN = "{impl}/train{train_size}_batch{batch_size}_lr{lr}_it{iterations}_seed{seed}{evaluation}"
+# What each field of RUN_PATTERN matches: the workflow's wildcard constraints.
+RUN_WILDCARDS = {
+    "impl": "|".join(IMPLS),
+    "train_size": r"all|[1-9]\d*",
+    "batch_size": r"[1-9]\d*",
+    "lr": r"[0-9][0-9.e+-]*",
+    "iterations": r"[1-9]\d*",
+    "seed": r"\d+",
+    "evaluation": r"(_every([2-9]|[1-9]\d+))?",
+}
+
+
+class ConfigError(ValueError):
+    """A training parameter is out of range: `name=value: reason`."""
+
+    def __init__(self, name, value, reason):
+        super().__init__(f"{name}={value!r}: {reason}")
+        self.name, self.value, self.reason = name, value, reason
 
 
 class SweepError(ValueError):
     """A sweep asks for something that cannot be run."""
 
 
-def sweep_runs(config, name, num_train=None):
-    """Names of the runs of sweep `name` in `config`, in configuration order.
+def _integer(value, low, high):
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
-    `num_train`, when known, is the size of the training set; larger subsets are refused.
-    """
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run, and where it runs (`device`, which does not change what it
+    computes beyond float rounding). `train_size=None` trains on the whole training set."""
+
+    impl: str = "scratch"
+    train_size: Optional[int] = None
+    batch_size: int = 100
+    iterations: int = 6000
+    lr: float = 0.001
+    seed: int = 0
+    eval_every: int = 1
+    device: str = "auto"
+
+    def validate(self, num_train=None):
+        """Raise ConfigError naming the first bad parameter and what is allowed. With `num_train`,
+        the size of the training set, also check the parameters that depend on it."""
+        if self.impl not in IMPLS:
+            raise ConfigError("impl", self.impl, f"must be one of {list(IMPLS)}")
+        if self.device not in DEVICES:
+            raise ConfigError("device", self.device, f"must be one of {list(DEVICES)}")
+        for name, high in (("batch_size", MAX_BATCH_SIZE), ("iterations", MAX_ITERATIONS),
+                           ("eval_every", MAX_ITERATIONS)):
+            if not _integer(getattr(self, name), 1, high):
+                raise ConfigError(name, getattr(self, name), f"must be an integer from 1 to {high}")
+        if self.train_size is not None and not _integer(self.train_size, 1, math.inf):
+            raise ConfigError("train_size", self.train_size, "must be an integer >= 1, or all")
+        if self.train_size is not None and num_train is not None and self.train_size > num_train:
+            raise ConfigError("train_size", self.train_size, f"larger than the {num_train} training images; "
+                              f"use a size <= {num_train}, or all")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError("lr", self.lr, "must be a finite number > 0")
+        if not _integer(self.seed, 0, MAX_SEED):
+            raise ConfigError("seed", self.seed, f"must be an integer from 0 to {MAX_SEED}")
+        size = self.train_size or num_train
+        if self.impl == "torch" and size is not None and self.batch_size > size:
+            raise ConfigError(
+                "batch_size", self.batch_size,
+                f"impl torch draws each epoch's batches without replacement from the {size} training "
+                f"images, so a batch holds at most {size}; use a smaller batch size (impl scratch draws "
+                "with replacement)",
+            )
+
+
+def run_name(config):
+    """The folder name of the run `config` defines (its device is where it runs, not what it is)."""
+    return RUN_PATTERN.format(
+        impl=config.impl, train_size="all" if config.train_size is None else config.train_size,
+        batch_size=config.batch_size, lr=repr(float(config.lr)), iterations=config.iterations,
+        seed=config.seed, evaluation="" if config.eval_every == 1 else f"_every{config.eval_every}",
+    )
+
+
+# The config lists of a sweep, by the TrainConfig field each one sets.
+SWEEP_LISTS = {"train_size": "train_sizes", "batch_size": "batch_sizes", "seed": "seeds"}
+
+
+def sweep_runs(config, name, num_train=None):
+    """Names of the runs of sweep `name` in `config`, in configuration order, each checked as the
+    training program checks it. `num_train`, when known, is the size of the training set."""
     sweep = config["sweeps"][name]
-    if not math.isfinite(sweep["lr"]) or sweep["lr"] <= 0:
-        raise SweepError(f"config error: sweeps.{name}.lr={sweep['lr']!r}: must be a finite number > 0")
+    where = f"config error: sweeps.{name}"
     runs = []
     for train_size in sweep["train_sizes"]:
-        if num_train is not None and train_size != "all" and train_size > num_train:
-            raise SweepError(
-                f"config error: sweeps.{name}.train_sizes has {train_size}: larger than the "
-                f"{num_train} training images; use a size <= {num_train}, or all"
-            )
+        if train_size == num_train:
+            raise SweepError(f"{where}.train_sizes has {train_size}: the whole training set; write all")
         for batch_size in sweep["batch_sizes"]:
             if batch_size == "train_size":
                 if train_size == "all":
-                    raise SweepError(
-                        f"config error: sweeps.{name}.batch_sizes='train_size' needs integer "
-                        "train_sizes, not all"
-                    )
+                    raise SweepError(f"{where}.batch_sizes='train_size' needs integer train_sizes, not all")
                 batch_size = train_size
             for seed in sweep.get("seeds", [0]):
-                runs.append(
-                    RUN_PATTERN.format(
-                        impl=sweep["impl"], train_size=train_size, batch_size=batch_size,
-                        lr=repr(float(sweep["lr"])), iterations=sweep["iterations"], seed=seed,
-                    )
+                run = TrainConfig(
+                    impl=sweep["impl"], train_size=None if train_size == "all" else train_size,
+                    batch_size=batch_size, iterations=sweep["iterations"], lr=sweep["lr"], seed=seed,
+                    eval_every=config.get("eval_every", 1),
                 )
-    return runs
+                try:
+                    run.validate(num_train)
+                except ConfigError as err:
+                    key = SWEEP_LISTS.get(err.name)
+                    if err.name == "eval_every":
+                        raise SweepError(f"config error: {err}") from None
+                    raise SweepError(
+                        f"{where}.{key} has {err.value!r}: {err.reason}" if key else f"{where}.{err}"
+                    ) from None
+                runs.append(run_name(run))
+    return list(dict.fromkeys(runs))  # batch_sizes [100, train_size] with train_sizes [100]: one run
+
+
+def plan(config, num_train=None):
+    """The runs of every sweep and the figure groups of `config`: ({sweep: runs}, {group: (title, runs)}),
+    a group being a sweep or a configured comparison. Raise SweepError on what cannot be run."""
+    sweeps = {name: sweep_runs(config, name, num_train) for name in config["sweeps"]}
+    groups = {name: (config["sweeps"][name].get("title", name), runs) for name, runs in sweeps.items()}
+    for name, comparison in config["figures"]["comparisons"].items():
+        if name in groups or name == "runs":
+            raise SweepError(
+                f"config error: figures.comparisons.{name}: the name is taken (by a sweep "
+                "or by results/figures/runs); choose another"
+            )
+        groups[name] = (comparison.get("title", name), comparison_runs(config, name, sweeps))
+    return sweeps, groups
 
 
 def parse_run(run):
     """The parameters encoded in a run name, as strings."""
     impl, rest = run.split("/")
-    train, batch, lr, iterations, seed = rest.split("_")
+    train, batch, lr, iterations, seed, *evaluation = rest.split("_")
     return {
         "impl": impl,
         "train_size": train[len("train"):],
@@ -58,13 +164,12 @@ def parse_run(run):
         "lr": lr[len("lr"):],
         "iterations": iterations[len("it"):],
         "seed": seed[len("seed"):],
+        "eval_every": evaluation[0][len("every"):] if evaluation else "1",
     }
 
 
-def run_config(run, eval_every=1, device="auto"):
-    """The TrainConfig of a run name."""
-    from .train import TrainConfig  # here, so that the workflow can plan runs without importing torch
-
+def run_config(run, device="auto"):
+    """The TrainConfig of a run name, to run on `device`."""
     params = parse_run(run)
     return TrainConfig(
         impl=params["impl"],
@@ -73,7 +178,7 @@ def run_config(run, eval_every=1, device="auto"):
         iterations=int(params["iterations"]),
         lr=float(params["lr"]),
         seed=int(params["seed"]),
-        eval_every=eval_every,
+        eval_every=int(params["eval_every"]),
         device=device,
     )
 
@@ -100,10 +205,10 @@ def comparison_runs(config, name, sweeps):
 def run_labels(runs):
     """Short labels for runs compared in one figure: the parameters that vary among them."""
     params = [parse_run(run) for run in runs]
-    keys = ("impl", "train_size", "batch_size", "lr", "iterations", "seed")
+    keys = ("impl", "train_size", "batch_size", "lr", "iterations", "seed", "eval_every")
     varying = [k for k in keys if len({p[k] for p in params}) > 1]
     if {"train_size", "batch_size"} <= set(varying) and all(p["batch_size"] == p["train_size"] for p in params):
         varying.remove("batch_size")  # batch = subset size: one number says both
-    names = {"train_size": "train", "batch_size": "batch", "iterations": "it"}
+    names = {"train_size": "train", "batch_size": "batch", "iterations": "it", "eval_every": "every"}
     words = [[p[k] if k == "impl" else f"{names.get(k, k)} {p[k]}" for k in varying] for p in params]
     return [", ".join(w) or p["impl"] for w, p in zip(words, params)]

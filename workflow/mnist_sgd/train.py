@@ -26,47 +26,12 @@ import numpy as np
 import torch
 
 from . import __version__
-from .data import load_cache
+from .data import DataError, load_cache
 from .files import atomic_path, write_text_atomic
 from .sgd import EVAL_BLOCK, SAMPLERS, UPDATERS, AccuracyRecorder
+from .study import DEVICES, ConfigError, TrainConfig  # noqa: F401  (re-exported: the program's parameters)
 
-DEVICES = ("auto", "cpu", "cuda")
 METRIC_COLUMNS = ("iteration", "train_loss", "test_accuracy")
-
-
-class ConfigError(ValueError):
-    """A training parameter is out of range."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a run. `train_size=None` trains on the whole training set."""
-
-    impl: str = "scratch"
-    train_size: Optional[int] = None
-    batch_size: int = 100
-    iterations: int = 6000
-    lr: float = 0.001
-    seed: int = 0
-    eval_every: int = 1
-    device: str = "auto"
-
-    def validate(self):
-        """Raise ConfigError naming the first bad parameter and what is allowed."""
-        if self.impl not in UPDATERS:
-            raise ConfigError(f"impl={self.impl!r}: must be one of {sorted(UPDATERS)}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"device={self.device!r}: must be one of {list(DEVICES)}")
-        for name in ("batch_size", "iterations", "eval_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name}={value!r}: must be an integer >= 1")
-        if self.train_size is not None and (not isinstance(self.train_size, int) or self.train_size < 1):
-            raise ConfigError(f"train_size={self.train_size!r}: must be an integer >= 1, or all")
-        if not (isinstance(self.lr, (int, float)) and np.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"lr={self.lr!r}: must be a finite number > 0")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed={self.seed!r}: must be an integer >= 0")
 
 
 @dataclass
@@ -97,7 +62,7 @@ class RunResult:
 def resolve_device(name, log=print):
     """Map `auto` to CUDA when available, else CPU; refuse `cuda` on a machine without it."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device='cuda' but CUDA is not available here; use device=auto or device=cpu")
+        raise ConfigError("device", name, "CUDA is not available here; use device=auto or device=cpu")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
         log(f"device=auto: using {name}")
@@ -119,8 +84,6 @@ def training_set(data, train_size, generator):
     num_train = data.train_images.shape[0]
     if train_size is None or train_size == num_train:
         return data.train_images, data.train_targets
-    if train_size > num_train:
-        raise ConfigError(f"train_size={train_size}: larger than the {num_train} training images")
     subset = torch.randperm(num_train, generator=generator)[:train_size].to(data.train_images.device)
     return data.train_images.index_select(0, subset), data.train_targets.index_select(0, subset)
 
@@ -132,7 +95,7 @@ def train(data, config, log=print, cuda_graphs=True):
     the run): a chunk's weight snapshots are scored together, and its losses checked for divergence.
     On CUDA, each chunk is one CUDA graph launch (`CudaGraphSteps`) unless `cuda_graphs` is False.
     """
-    config.validate()
+    config.validate(num_train=data.train_images.shape[0])
     device = data.train_images.device
     generator = seeded_generator(config.seed)
     images, targets = training_set(data, config.train_size, generator)
@@ -316,7 +279,7 @@ def _finite_or_none(value):
     return float(value) if np.isfinite(value) else None
 
 
-def run_info(config, result, device, threads, setup_seconds, cuda_graphs=True):
+def run_info(config, result, device, threads, setup_seconds, cuda_graphs=True, data_sha256=None):
     """The JSON record of a run: resolved parameters, outcome, provenance and cost."""
     evaluated = result.test_accuracy[~np.isnan(result.test_accuracy)]
     commit, dirty = git_state()
@@ -332,6 +295,7 @@ def run_info(config, result, device, threads, setup_seconds, cuda_graphs=True):
         "final_test_accuracy": float(evaluated[-1]),
         "best_test_accuracy": float(evaluated.max()),
         "device_name": torch.cuda.get_device_name(device) if cuda else cpu_name(),
+        "data_sha256": data_sha256,  # of the cached tensors it trained on (mnist_sgd.data.tensors_sha256)
         "git_commit": commit,
         "git_dirty": dirty,
         "versions": {
@@ -350,19 +314,22 @@ def run_info(config, result, device, threads, setup_seconds, cuda_graphs=True):
     }
 
 
-def run(data_path, metrics_path, info_path, config, threads=None, log=print, cuda_graphs=True):
-    """Load the cached data, train one run, and write its metrics CSV and info JSON."""
+def run(data_path, metrics_path, info_path, config, threads=None, log=print, cuda_graphs=True, data_sources=None):
+    """Load the cached data, train one run, and write its metrics CSV and info JSON.
+
+    `data_sources`, when given, are the SHA-256s of the IDX files the cache must have been built from.
+    """
     start = time.perf_counter()
     config.validate()
     device = resolve_device(config.device, log)
     if threads:
         torch.set_num_threads(threads)
-    data = load_cache(data_path, device)
+    data = load_cache(data_path, device, sources=data_sources)
     log(f"training {config} on {device} with {torch.get_num_threads()} threads")
     setup_seconds = time.perf_counter() - start
     result = train(data, config, log, cuda_graphs)
     write_metrics(metrics_path, result)
-    info = run_info(config, result, device, torch.get_num_threads(), setup_seconds, cuda_graphs)
+    info = run_info(config, result, device, torch.get_num_threads(), setup_seconds, cuda_graphs, data.sha256)
     with atomic_path(info_path) as tmp:
         tmp.write_text(json.dumps(info, indent=2) + "\n")
     log(
@@ -409,7 +376,7 @@ def main(argv=None):
     try:
         run(args.data, args.metrics, args.info, config, threads=args.threads,
             log=lambda m: print(m, file=sys.stderr, flush=True), cuda_graphs=args.cuda_graphs)
-    except ConfigError as err:
+    except (ConfigError, DataError) as err:
         sys.exit(f"error: {err}")
 
 

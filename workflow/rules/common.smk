@@ -13,10 +13,10 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 from mnist_sgd.imports import PACKAGE, imports
 from mnist_sgd.study import (
     RUN_PATTERN as RUN,
+    RUN_WILDCARDS,
     SweepError,
-    comparison_runs,
+    plan,
     run_labels,
-    sweep_runs,
 )
 
 validate(config, "../../config/config.schema.yaml")
@@ -45,12 +45,7 @@ HAS_GPU = count_gpus() > 0
 
 
 wildcard_constraints:
-    impl="scratch|torch",
-    train_size=r"all|[1-9]\d*",
-    batch_size=r"[1-9]\d*",
-    lr=r"[0-9][0-9.e+-]*",
-    iterations=r"[1-9]\d*",
-    seed=r"\d+",
+    **RUN_WILDCARDS,
     group=r"[A-Za-z0-9_]+",
     idx_file="|".join(IDX_FILES),
     ext="|".join(FORMATS),
@@ -77,22 +72,8 @@ def training_set_size():
 
 try:
     NUM_TRAIN = training_set_size()
-    SWEEPS = {name: sweep_runs(config, name, NUM_TRAIN) for name in config["sweeps"]}
-    # Figures that overlay a group of runs: one per sweep, and the configured comparisons.
-    FIGURE_GROUPS = {
-        name: (config["sweeps"][name].get("title", name), runs)
-        for name, runs in SWEEPS.items()
-    }
-    for name, comparison in config["figures"]["comparisons"].items():
-        if name in FIGURE_GROUPS or name == "runs":
-            raise SweepError(
-                f"config error: figures.comparisons.{name}: the name is taken (by a sweep "
-                "or by results/figures/runs); choose another"
-            )
-        FIGURE_GROUPS[name] = (
-            comparison.get("title", name),
-            comparison_runs(config, name, SWEEPS),
-        )
+    # Figures that overlay a group of runs (FIGURE_GROUPS): one per sweep, and the configured comparisons.
+    SWEEPS, FIGURE_GROUPS = plan(config, NUM_TRAIN)
 except SweepError as error:
     raise WorkflowError(str(error))
 RUNS = list(dict.fromkeys(run for runs in SWEEPS.values() for run in runs))

@@ -19,8 +19,6 @@ rule train:
     resources:
         gpu=1 if HAS_GPU and config["device"] != "cpu" else 0,
     params:
-        eval_every=config["eval_every"],
-        device=config["device"],
         data=DATA_DIGEST,
         code=code_digest("train"),
     script:

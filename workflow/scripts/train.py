@@ -9,14 +9,15 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from mnist_sgd.study import RUN_PATTERN, run_config  # noqa: E402
 from mnist_sgd.train import run  # noqa: E402
 
-config = run_config(
-    RUN_PATTERN.format(**snakemake.wildcards), eval_every=snakemake.params.eval_every, device=snakemake.params.device
-)
+# The run's name says what it computes; the device, read from the config rather than passed as a
+# rule parameter, says only where: changing it must not retrain (or delete) finished runs.
+config = run_config(RUN_PATTERN.format(**snakemake.wildcards), device=snakemake.config["device"])
 run(
     snakemake.input.data,
     snakemake.output.metrics,
     snakemake.output.info,
     config,
     threads=snakemake.threads,
+    data_sources=snakemake.config["data_sha256"],
     log=lambda message: print(message, file=sys.stderr),
 )
