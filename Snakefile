@@ -34,5 +34,8 @@ rule all:
         all_figures(),
 
 
+include: "workflow/rules/targets.smk"
+
+
 onerror:
     write_partial_summary()

@@ -131,11 +131,13 @@ def test_mismatched_image_and_label_counts_are_rejected(tmp_path):
     assert not (tmp_path / "mnist.pt").exists()
 
 
-def test_an_unreadable_cache_is_named_and_removed(tmp_path):
+REFUSED = r"refused it \(rebuild it with: snakemake --forcerun format_mnist\)"
+
+
+def test_an_unreadable_cache_is_named_and_refused(tmp_path):
     (tmp_path / "mnist.pt").write_bytes(b"half a file")
-    with pytest.raises(DataError, match="mnist.pt: unreadable data cache .* removed it: the workflow's next run"):
+    with pytest.raises(DataError, match=f"mnist.pt: unreadable data cache .*; {REFUSED}"):
         load_cache(tmp_path / "mnist.pt")
-    assert not (tmp_path / "mnist.pt").exists()
 
 
 def damage(path, start_fraction=0.5, length=64 << 10):
@@ -146,7 +148,7 @@ def damage(path, start_fraction=0.5, length=64 << 10):
     path.write_bytes(bytes(content))
 
 
-def test_a_damaged_cache_that_still_loads_is_refused_by_its_digest_and_removed(tmp_path):
+def test_a_damaged_cache_that_still_loads_is_refused_by_its_digest(tmp_path):
     write_small_mnist(tmp_path, compress=False)
     cache = tmp_path / "mnist.pt"
     build_cache(*(tmp_path / n for n in IDX_NAMES), cache)
@@ -154,9 +156,24 @@ def test_a_damaged_cache_that_still_loads_is_refused_by_its_digest_and_removed(t
     # The damaged bytes fall inside the training images: torch.load itself does not notice.
     assert not torch.load(cache, weights_only=True, mmap=True)["train_images"].isfinite().all()
     with pytest.raises(DataError, match="mnist.pt: damaged data cache: its tensors hash to SHA-256 [0-9a-f]{64}, "
-                                        "not the [0-9a-f]{64} they were written with; removed it"):
+                                        f"not the [0-9a-f]{{64}} they were written with; {REFUSED}"):
         load_cache(cache)
-    assert not cache.exists()
+
+
+def test_a_damaged_cache_is_rebuilt_from_its_files_when_they_are_given(tmp_path):
+    sha256 = write_small_mnist(tmp_path, compress=False)
+    cache, files = tmp_path / "mnist.pt", [tmp_path / n for n in IDX_NAMES]
+    build_cache(*files, cache)
+    original = cache.read_bytes()
+    damage(cache)
+    lines = []
+    data = load_cache(cache, sources=sha256, rebuild_from=files, log=lines.append)
+    assert cache.read_bytes() == original and data.sha256 == load_cache(cache).sha256
+    assert "mnist.pt: damaged data cache" in lines[0] and "rebuilding it from" in lines[0]
+    damage(cache)
+    (tmp_path / NAME).write_bytes((tmp_path / NAME).read_bytes()[:-1] + b"\x07")  # and a source file
+    with pytest.raises(DataError, match=f"{NAME}: SHA-256 [0-9a-f]{{64}}, expected {sha256[NAME]}"):
+        load_cache(cache, sources=sha256, rebuild_from=files, log=lines.append)
 
 
 def test_a_cache_is_checked_against_the_files_it_should_come_from(tmp_path):
@@ -167,7 +184,6 @@ def test_a_cache_is_checked_against_the_files_it_should_come_from(tmp_path):
     assert data.sha256 is not None and data.sha256 == load_cache(cache).sha256
     with pytest.raises(DataError, match="a data cache of other files than the configured ones"):
         load_cache(cache, sources={**sha256, NAME: "0" * 64})
-    assert not cache.exists()
 
 
 def test_a_download_that_decompresses_to_more_than_the_limit_is_refused(tmp_path, monkeypatch):

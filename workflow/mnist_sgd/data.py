@@ -4,6 +4,9 @@ Every training job reads the cache written by `build_cache` through `load_cache`
 touches the raw files.
 """
 
+import contextlib
+import dataclasses
+import fcntl
 import gzip
 import hashlib
 import io
@@ -12,7 +15,6 @@ import struct
 import urllib.error
 import urllib.request
 import zlib
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -185,11 +187,17 @@ def tensors_sha256(tensors):
     return digest.hexdigest()
 
 
-def build_cache(train_images, train_labels, test_images, test_labels, destination):
+def build_cache(train_images, train_labels, test_images, test_labels, destination, sources=None):
     """Parse the four IDX files and save the formatted tensors to `destination` atomically, with the
-    SHA-256 of the files they come from (`sources`) and of the tensors themselves (checked on load)."""
+    SHA-256 of the files they come from and of the tensors themselves (both checked on load).
+    Given `sources` (IDX file name -> SHA-256), the files must have those."""
     paths = dict(zip(MNIST_SHA256, (train_images, train_labels, test_images, test_labels)))
     raw = {name: Path(path).read_bytes() for name, path in paths.items()}
+    hashes = {name: hashlib.sha256(content).hexdigest() for name, content in raw.items()}
+    for name, expected in (sources or {}).items():
+        if hashes[name] != expected:
+            raise DataError(f"{paths[name]}: SHA-256 {hashes[name]}, expected {expected}; delete it and rerun "
+                            "the workflow to fetch a verified copy")
     x_train, y_train = _read_pair(raw["train-images-idx3-ubyte"], raw["train-labels-idx1-ubyte"], train_images, train_labels)
     x_test, y_test = _read_pair(raw["t10k-images-idx3-ubyte"], raw["t10k-labels-idx1-ubyte"], test_images, test_labels)
     tensors = {
@@ -198,49 +206,72 @@ def build_cache(train_images, train_labels, test_images, test_labels, destinatio
         "test_images": x_test,
         "test_labels": y_test,
     }
-    stored = {
-        "version": _CACHE_VERSION,
-        "sources": {name: hashlib.sha256(content).hexdigest() for name, content in raw.items()},
-        "sha256": tensors_sha256(tensors),
-        **tensors,
-    }
+    stored = {"version": _CACHE_VERSION, "sources": hashes, "sha256": tensors_sha256(tensors), **tensors}
     # Saved through a file object: torch.save names the archive after a path it is given (here a
     # random temporary name), and the cache must be the same bytes whenever it is rebuilt.
     with atomic_path(destination) as tmp, open(tmp, "wb") as stream:
         torch.save(stored, stream)
 
 
-def load_cache(path, device="cpu", sources=None):
+class CacheError(DataError):
+    """The data cache is unreadable, damaged or of other files: rebuild it from the IDX files."""
+
+
+def load_cache(path, device="cpu", sources=None, rebuild_from=None, log=print):
     """Load the tensors written by `build_cache` onto `device`, after checking them against the digest
     stored with them (and, given `sources`, that they come from IDX files with those SHA-256s).
 
-    A cache that fails a check is removed, so that the workflow's next run rebuilds it from the
-    verified IDX files, and DataError says so: nothing is ever trained on damaged data.
+    A cache that fails a check is never used: CacheError names the problem or, given `rebuild_from`
+    (the four IDX files, as for `build_cache`), the cache is rebuilt from them, once, whichever of the
+    jobs sharing it gets there first, and loaded again.
     """
+    try:
+        return _load_checked(path, sources).to(device)
+    except CacheError as error:
+        if rebuild_from is None:
+            raise
+        log(f"{error}; rebuilding it from {', '.join(map(str, rebuild_from))}")
+    with _locked(path):
+        try:  # another job may have rebuilt it meanwhile
+            data = _load_checked(path, sources)
+        except CacheError:
+            build_cache(*rebuild_from, path, sources=sources)
+            data = _load_checked(path, sources)
+            log(f"{path}: rebuilt (SHA-256 of its tensors {data.sha256})")
+    return data.to(device)
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """Hold an exclusive lock on a file beside `path` (released when the process ends, however)."""
+    with open(Path(path).with_name(f".{Path(path).name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _load_checked(path, sources):
+    """The verified data set in the cache at `path`, on the CPU, or CacheError."""
     def refuse(problem):
-        Path(path).unlink(missing_ok=True)
-        raise DataError(f"{path}: {problem}; removed it: the workflow's next run rebuilds it from the "
-                        "verified MNIST files")
+        return CacheError(f"{path}: {problem}; refused it (rebuild it with: snakemake --forcerun format_mnist)")
 
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except FileNotFoundError as err:
         raise DataError(f"{path}: no such data cache; the workflow's format_mnist rule writes it") from err
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
-        refuse(f"unreadable data cache ({err})")
+        raise refuse(f"unreadable data cache ({err})") from err
     if not isinstance(stored, dict) or stored.get("version") != _CACHE_VERSION:
-        refuse("not a data cache of this version")
+        raise refuse("not a data cache of this version")
     tensors = {name: stored.get(name) for name in TENSORS}
     if not all(isinstance(t, torch.Tensor) for t in tensors.values()):
-        refuse("a data cache without all of its tensors")
+        raise refuse("a data cache without all of its tensors")
     digest = tensors_sha256(tensors)
     if digest != stored.get("sha256"):
-        refuse(f"damaged data cache: its tensors hash to SHA-256 {digest}, not the {stored.get('sha256')} "
-               "they were written with")
+        raise refuse(f"damaged data cache: its tensors hash to SHA-256 {digest}, not the {stored.get('sha256')} "
+                     "they were written with")
     if sources is not None and stored.get("sources") != dict(sources):
-        refuse(f"a data cache of other files than the configured ones (built from {stored.get('sources')}, "
-               f"configured data_sha256: {dict(sources)})")
-    data = MNIST(**tensors, sha256=digest)
-    if data.train_images.shape[1:] != (NUM_FEATURES,) or data.test_images.shape[1:] != (NUM_FEATURES,):
-        refuse(f"images are not flattened to {NUM_FEATURES} features")
-    return data.to(device)
+        raise refuse(f"a data cache of other files than the configured ones (built from {stored.get('sources')}, "
+                     f"configured data_sha256: {dict(sources)})")
+    if tensors["train_images"].shape[1:] != (NUM_FEATURES,) or tensors["test_images"].shape[1:] != (NUM_FEATURES,):
+        raise refuse(f"images are not flattened to {NUM_FEATURES} features")
+    return MNIST(**tensors, sha256=digest)

@@ -54,13 +54,18 @@ def save(fig, paths, dpi):
     plt.close(fig)
 
 
+def as_written(text):
+    """`text` drawn as written: matplotlib reads text between two $ signs as math (and fails on bad math)."""
+    return text.replace("$", r"\$")
+
+
 def _curve_axes(title):
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(14, 4.5))
     loss_ax.set(title="Training loss of each batch vs. iteration", xlabel="iteration",
                 ylabel="training loss (batch)", yscale="log")
     acc_ax.set(title="Test accuracy vs. iteration", xlabel="iteration",
                ylabel="test accuracy (10000 images)")
-    fig.suptitle(title)
+    fig.suptitle(as_written(title))
     return fig, loss_ax, acc_ax
 
 
@@ -113,7 +118,7 @@ def plot_final_accuracy(labels, accuracies, title, paths, dpi=150, diverged=None
     ax.bar_label(bars, labels=[f"{a:.4f}" + ("\ndiverged" if d else "") for a, d in zip(accuracies, diverged)],
                  fontsize=9)
     ax.set_xticks(range(len(labels)), labels)
-    ax.set(title=f"{title}: final test accuracy", ylabel="test accuracy at the last iteration", ylim=(0, 1))
+    ax.set(title=as_written(f"{title}: final test accuracy"), ylabel="test accuracy at the last iteration", ylim=(0, 1))
     save(fig, paths, dpi)
 
 

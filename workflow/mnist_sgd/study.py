@@ -142,15 +142,21 @@ def plan(config, num_train=None):
     """The runs of every sweep and the figure groups of `config`: ({sweep: runs}, {group: (title, runs)}),
     a group being a sweep or a configured comparison. Raise SweepError on what cannot be run."""
     sweeps = {name: sweep_runs(config, name, num_train) for name in config["sweeps"]}
-    groups = {name: (config["sweeps"][name].get("title", name), runs) for name, runs in sweeps.items()}
+    groups = {name: (group_title(config, name), runs) for name, runs in sweeps.items()}
     for name, comparison in config["figures"]["comparisons"].items():
         if name in groups or name == "runs":
             raise SweepError(
                 f"config error: figures.comparisons.{name}: the name is taken (by a sweep "
                 "or by results/figures/runs); choose another"
             )
-        groups[name] = (comparison.get("title", name), comparison_runs(config, name, sweeps))
+        groups[name] = (group_title(config, name), comparison_runs(config, name, sweeps))
     return sweeps, groups
+
+
+def group_title(config, name):
+    """The title of sweep or comparison `name`: its configured title, else its name."""
+    group = config["sweeps"].get(name) or config["figures"]["comparisons"][name]
+    return group.get("title", name)
 
 
 def parse_run(run):

@@ -314,17 +314,19 @@ def run_info(config, result, device, threads, setup_seconds, cuda_graphs=True, d
     }
 
 
-def run(data_path, metrics_path, info_path, config, threads=None, log=print, cuda_graphs=True, data_sources=None):
+def run(data_path, metrics_path, info_path, config, threads=None, log=print, cuda_graphs=True, data_sources=None,
+        rebuild_from=None):
     """Load the cached data, train one run, and write its metrics CSV and info JSON.
 
-    `data_sources`, when given, are the SHA-256s of the IDX files the cache must have been built from.
+    `data_sources`, when given, are the SHA-256s of the IDX files the cache must have been built from;
+    `rebuild_from`, the IDX files to rebuild a damaged cache from (see `load_cache`).
     """
     start = time.perf_counter()
     config.validate()
     device = resolve_device(config.device, log)
     if threads:
         torch.set_num_threads(threads)
-    data = load_cache(data_path, device, sources=data_sources)
+    data = load_cache(data_path, device, sources=data_sources, rebuild_from=rebuild_from, log=log)
     log(f"training {config} on {device} with {torch.get_num_threads()} threads")
     setup_seconds = time.perf_counter() - start
     result = train(data, config, log, cuda_graphs)

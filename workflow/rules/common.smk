@@ -1,13 +1,16 @@
 # Config validation, the table of runs, and the functions that build target lists.
 import hashlib
 import os
+import re
 import shutil
 import struct
 import subprocess
 import sys
 
+import yaml
+from snakemake.common.configfile import load_configfile
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 from mnist_sgd.imports import PACKAGE, imports
@@ -19,7 +22,39 @@ from mnist_sgd.study import (
     run_labels,
 )
 
+
+def yaml_scalars(value):
+    """`value` with its string leaves read as YAML scalars: "300" -> 300, "all" stays "all"."""
+    if isinstance(value, dict):
+        return {key: yaml_scalars(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [yaml_scalars(item) for item in value]
+    return yaml.safe_load(value) if isinstance(value, str) else value
+
+
+# `--config 'figures={dpi: 300}'` reaches the config with every nested scalar a string ('300'):
+# read them as a config file would, so that nested values can be set from the command line.
+for key, value in workflow.config_settings.config.items():
+    if isinstance(value, (dict, list)):
+        update_config(config, {key: yaml_scalars(value)})
+
 validate(config, "../../config/config.schema.yaml")
+
+# A config file of one's own with sweeps adds them to config/config.yaml's unless the workflow's
+# config is replaced: say so, since running the default study too is rarely what is meant.
+OWN_SWEEPS = {
+    name
+    for path in workflow.config_settings.configfiles
+    for name in (load_configfile(path) or {}).get("sweeps", {})
+}
+if OWN_SWEEPS and not workflow.config_settings.replace_workflow_config:
+    ADDED = sorted(set(config["sweeps"]) - OWN_SWEEPS)
+    if ADDED:
+        print(
+            f"note: config/config.yaml's sweeps {ADDED} run too; to run only the sweeps of "
+            "your config file, add --replace-workflow-config",
+            file=sys.stderr,
+        )
 
 IDX_FILES = [
     "train-images-idx3-ubyte",
@@ -101,6 +136,13 @@ DATA_DIGEST = hashlib.sha256(
 ).hexdigest()[:16]
 
 
+def rst_text(text):
+    """`text` as reStructuredText that reads as written: one line, every markup character escaped,
+    so that a title from the config never becomes markup (a directive, a link, raw HTML) in the report.
+    """
+    return re.sub(r"([^0-9A-Za-z ])", r"\\\1", " ".join(text.split()))
+
+
 def figure(path, caption, category, subcategory=None, labels=None):
     """`path` (with {ext}) in every configured format; the report shows REPORT_FORMAT's file."""
     files = [path.replace("{ext}", ext) for ext in FORMATS]
@@ -119,13 +161,25 @@ def run_files(runs, name):
     return [f"results/runs/{run}/{name}" for run in runs]
 
 
+def run_figures(runs):
+    return [f"results/figures/runs/{run}.{ext}" for run in runs for ext in FORMATS]
+
+
+def group_figures(group):
+    """The figures of a sweep or comparison: its overlays and each of its runs' own figure."""
+    overlays = [
+        f"results/figures/{group}/{kind}.{ext}"
+        for kind in ("curves", "final_accuracy")
+        for ext in FORMATS
+    ]
+    return overlays + run_figures(FIGURE_GROUPS[group][1])
+
+
 def all_figures():
-    figures = [f"results/figures/runs/{run}.{ext}" for run in RUNS for ext in FORMATS]
-    for name in FIGURE_GROUPS:
-        for kind in ("curves", "final_accuracy"):
-            figures += [f"results/figures/{name}/{kind}.{ext}" for ext in FORMATS]
-    figures += [f"results/figures/wall_time.{ext}" for ext in FORMATS]
-    return figures
+    figures = run_figures(RUNS)
+    for group in FIGURE_GROUPS:
+        figures += [f for f in group_figures(group) if f not in figures]
+    return figures + [f"results/figures/wall_time.{ext}" for ext in FORMATS]
 
 
 def write_partial_summary():

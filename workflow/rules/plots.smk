@@ -57,7 +57,9 @@ rule plot_group:
     conda:
         "../../envs/plot.yaml"
     params:
-        title=lambda wildcards: FIGURE_GROUPS[wildcards.group][0],
+        # The title as reStructuredText for the captions: the report also lists params as they are,
+        # so no raw text from the config goes there. The script reads the title from the config.
+        title=lambda wildcards: rst_text(FIGURE_GROUPS[wildcards.group][0]),
         labels=lambda wildcards: run_labels(FIGURE_GROUPS[wildcards.group][1]),
         smoothing=config["figures"]["smoothing"],
         dpi=config["figures"]["dpi"],

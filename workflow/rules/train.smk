@@ -1,6 +1,8 @@
 # One training job per run; every run goes through the same program (mnist_sgd.train).
-# A run retrains when its parameters, the training code or the data's checksums change; re-creating
-# the cache with the same content does not retrain (ancient), its content is pinned by params.data.
+# A run retrains when its parameters (its name), the training code or the data's checksums change.
+# The cache is a function of those checksums and of code in the training code's digest, and every load
+# checks its content against the digest stored with it: so re-creating the cache does not retrain
+# (ancient), and a damaged cache is never trained on (the first job to find it rebuilds it).
 
 
 rule train:
@@ -21,6 +23,7 @@ rule train:
     params:
         data=DATA_DIGEST,
         code=code_digest("train"),
+        idx_files=list(rules.format_mnist.input),
     script:
         "../scripts/train.py"
 

@@ -19,5 +19,6 @@ run(
     config,
     threads=snakemake.threads,
     data_sources=snakemake.config["data_sha256"],
+    rebuild_from=snakemake.params.idx_files,
     log=lambda message: print(message, file=sys.stderr),
 )
