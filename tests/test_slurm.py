@@ -37,6 +37,7 @@ RUNS = [
     "scratch/train50_batch50_lr0.01_it40_seed0",
     "torch/trainall_batch25_lr0.05_it40_seed1",
 ]
+FOREIGN_CONF = 3  # cluster.sh up's exit status when another cluster's slurm.conf is at the default path
 LOCAL_RULES = ("download_mnist", "format_mnist", "summarize", "plot_run", "plot_group", "plot_wall_time")
 
 
@@ -45,6 +46,8 @@ def cluster():
     up = subprocess.run(["timeout", "-k", "10", "900", "bash", str(CLUSTER), "up"],
                         capture_output=True, text=True)
     try:
+        if up.returncode == FOREIGN_CONF:
+            pytest.skip(up.stderr)
         assert up.returncode == 0, up.stderr
         assert up.stdout.startswith("export SLURM_CONF="), up.stdout
         yield up.stdout.split("=", 1)[1].strip()
@@ -136,3 +139,16 @@ def test_a_failing_training_job_is_reported_with_its_slurm_log_and_retried(clust
     after = {run: (workdir / "results" / "runs" / run / "metrics.csv").stat().st_mtime_ns for run in RUNS}
     assert after == before
     assert job_stats(snakemake(workdir, "-n", "all").stdout) == {}
+
+
+def test_up_refuses_while_another_clusters_configuration_is_at_the_default_path(tmp_path):
+    # The SLURM plugin's job steps drop SLURM_CONF, so srun inside a job would read that file.
+    foreign = tmp_path / "etc" / "slurm.conf"
+    foreign.parent.mkdir()
+    foreign.write_text("ClusterName=elsewhere\n")
+    up = subprocess.run(["bash", str(CLUSTER), "up"], capture_output=True, text=True, timeout=60,
+                        env={**os.environ, "MNIST_SGD_SLURM_DEFAULT_CONF": str(foreign),
+                             "MNIST_SGD_SLURM_DIR": str(tmp_path / "state")})
+    assert up.returncode == FOREIGN_CONF, up.stderr
+    assert f"{foreign} is another cluster's configuration; srun inside the jobs would read it" in up.stderr
+    assert foreign.read_text() == "ClusterName=elsewhere\n" and not (tmp_path / "state").exists()

@@ -258,9 +258,17 @@ def test_a_bad_command_line_value_fails_before_any_job(workdir, override, messag
          "figures.comparisons.x.runs[0]: no run of sweep 'batch_size' has {'batch_size': '7'}"),
         (lambda c: c["figures"].update(comparisons={"batch_size": {"runs": [{"sweep": "batch_size"}]}}),
          "figures.comparisons.batch_size: the name is taken"),
+        # What a training job would crash on, or could not hold, is refused at planning.
+        (lambda c: c["sweeps"]["batch_size"].update(batch_sizes=[10**12]), "1000000000000 is greater than the maximum"),
+        (lambda c: c["sweeps"]["batch_size"].update(iterations=10**12), "1000000000000 is greater than the maximum"),
+        (lambda c: c["sweeps"]["torch_optim"].update(train_sizes=[20]),
+         "sweeps.torch_optim.batch_sizes has 25: impl torch draws each epoch's batches without replacement"),
+        (lambda c: c["sweeps"]["batch_size"].update(train_sizes=["all", 300]),
+         "sweeps.batch_size.train_sizes has 300: the whole training set; write all"),
     ],
     ids=["typo", "batch-0", "lr-0", "lr-inf", "lr-nan", "iterations-0", "impl", "subset-too-large",
-         "batch-train-size-all", "comparison-sweep", "comparison-no-match", "comparison-name"],
+         "batch-train-size-all", "comparison-sweep", "comparison-no-match", "comparison-name", "batch-huge",
+         "iterations-huge", "torch-batch-above-subset", "whole-set-twice"],
 )
 def test_a_bad_config_file_fails_before_any_job(completed, tmp_path, change, message):
     workdir, _ = completed

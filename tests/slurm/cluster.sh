@@ -32,7 +32,8 @@ NODE=localhost
 CLUSTER=mnistsgd
 ETC=$STATE/etc
 CONF=$ETC/slurm.conf
-DEFAULT_CONF=/etc/slurm/slurm.conf  # where Debian's sbatch, squeue, sacct look without SLURM_CONF
+DEFAULT_CONF=${MNIST_SGD_SLURM_DEFAULT_CONF:-/etc/slurm/slurm.conf}  # where sbatch, squeue, sacct, srun look without SLURM_CONF
+DEFAULT_DIR=$(dirname "$DEFAULT_CONF")
 MARKER="# written by mnist-sgd tests/slurm/cluster.sh"
 export SLURM_CONF=$CONF  # this script's own client calls
 
@@ -264,28 +265,38 @@ StorageLoc=slurm_acct_db" && changed=0
 }
 
 # Let sbatch, squeue, sacct... find the configuration without SLURM_CONF: link Debian's default
-# path to it, unless that path holds someone else's configuration.
+# path to it. That path must not hold another cluster's slurm.conf (refuse_foreign_conf).
 link_default_conf() {
   local name target
   for name in slurm.conf gres.conf cgroup.conf; do
-    target=/etc/slurm/$name
+    target=$DEFAULT_DIR/$name
     if [[ -L $target && $(readlink "$target") == "$ETC/$name" ]]; then continue; fi
-    if [[ -e $target || -L $target ]]; then
-      if [[ $name == slurm.conf ]]; then
-        return 1
-      fi
-      continue
-    fi
-    mkdir -p /etc/slurm
+    if [[ -e $target || -L $target ]]; then continue; fi  # gres.conf, cgroup.conf of another install
+    mkdir -p "$DEFAULT_DIR"
     ln -s "$ETC/$name" "$target"
   done
+}
+
+# The SLURM plugin's job steps (snakemake-executor-plugin-slurm-jobstep) start `srun` with every
+# SLURM_* variable but a few removed, SLURM_CONF among them: inside a job, srun reads the default
+# path. If that is another cluster's configuration, jobs fail on its munge socket; refuse up front.
+FOREIGN_CONF=3  # up's exit status then
+refuse_foreign_conf() {
+  local target=$DEFAULT_CONF
+  if [[ -L $target && $(readlink "$target") == "$ETC/slurm.conf" ]]; then return 0; fi
+  if [[ -e $target || -L $target ]]; then
+    log "error: $target is another cluster's configuration; srun inside the jobs would read it (the"
+    log "SLURM plugin's job steps drop SLURM_CONF). Move it aside while testing, and back when done:"
+    log "  mv $target $target.saved   # ... bash $0 down; mv $target.saved $target"
+    exit $FOREIGN_CONF
+  fi
 }
 
 unlink_default_conf() {
   local name
   for name in slurm.conf gres.conf cgroup.conf; do
-    if [[ -L /etc/slurm/$name && $(readlink "/etc/slurm/$name") == "$ETC/$name" ]]; then
-      rm -f "/etc/slurm/$name"
+    if [[ -L $DEFAULT_DIR/$name && $(readlink "$DEFAULT_DIR/$name") == "$ETC/$name" ]]; then
+      rm -f "$DEFAULT_DIR/$name"
     fi
   done
 }
@@ -373,6 +384,7 @@ wait_for_node() {
 
 up() {
   [[ $(id -u) == 0 ]] || die "run as root (the daemons run as root)"
+  refuse_foreign_conf
   local start=$SECONDS
   mkdir -p "$STATE"/{etc,run,log,munge,spool/slurmctld,spool/slurmd}
   chmod 755 "$STATE/munge"  # the socket must be reachable by every user; the key itself is 0400
@@ -396,11 +408,8 @@ up() {
   wait_for_node
   log "up in $((SECONDS - start)) s: node $NODE $(node_state), $(nproc) CPUs, gres gpu:$GPUS, accounting: $ACCOUNTING"
   log "configuration: $CONF (logs: $STATE/log)"
-  if link_default_conf; then
-    log "linked from $DEFAULT_CONF: sbatch, squeue and sacct find it without SLURM_CONF"
-  else
-    log "$DEFAULT_CONF is another configuration: run the next line (or eval this script's output)"
-  fi
+  link_default_conf
+  log "linked from $DEFAULT_CONF: sbatch, squeue and sacct find it without SLURM_CONF"
   # Standard output holds only this line, so that `eval "$(cluster.sh up)"` works in either case.
   echo "export SLURM_CONF=$CONF"
 }
