@@ -259,7 +259,7 @@ def test_a_bad_command_line_value_fails_before_any_job(workdir, override, messag
         (lambda c: c["figures"].update(comparisons={"batch_size": {"runs": [{"sweep": "batch_size"}]}}),
          "figures.comparisons.batch_size: the name is taken"),
         # What a training job would crash on, or could not hold, is refused at planning.
-        (lambda c: c["sweeps"]["batch_size"].update(batch_sizes=[10**12]), "1000000000000 is greater than the maximum"),
+        (lambda c: c["sweeps"]["batch_size"].update(batch_sizes=[10**12]), "1000000000000 is not valid under any"),
         (lambda c: c["sweeps"]["batch_size"].update(iterations=10**12), "1000000000000 is greater than the maximum"),
         (lambda c: c["sweeps"]["torch_optim"].update(train_sizes=[20]),
          "sweeps.torch_optim.batch_sizes has 25: impl torch draws each epoch's batches without replacement"),
