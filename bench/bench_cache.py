@@ -54,8 +54,10 @@ def main():
     plain, verified = (statistics.median(times[name][1:]) for name in ("unchecked", "checked"))
     print(f"cache {size:.0f} MiB, median of {args.repeat}, one thread")
     print(f"  read without the check: {plain:.3f} s")
-    print(f"  load_cache (SHA-256 of every tensor checked): {verified:.3f} s ({verified / plain:.2f}x, "
-          f"+{verified - plain:.3f} s per training job)")
+    print(
+        f"  load_cache (SHA-256 of every tensor checked): {verified:.3f} s ({verified / plain:.2f}x, "
+        f"+{verified - plain:.3f} s per training job)"
+    )
 
 
 if __name__ == "__main__":

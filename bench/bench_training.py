@@ -56,7 +56,9 @@ def needed_gflop(config, train_size, test_size):
 
 def compare(result, reference):
     """'identical', or how the accuracy curves differ; and the largest relative loss difference."""
-    loss_diff = np.max(np.abs(result.train_loss - reference.train_loss) / np.maximum(np.abs(reference.train_loss), 1e-12))
+    loss_diff = np.max(
+        np.abs(result.train_loss - reference.train_loss) / np.maximum(np.abs(reference.train_loss), 1e-12)
+    )
     differing = np.flatnonzero(result.test_correct != reference.test_correct)
     if differing.size == 0:
         accuracy = "identical"
@@ -75,13 +77,19 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, default=None, help="override every run's iterations")
     parser.add_argument("--runs", nargs="*", help="run names (default: every run of the study)")
     parser.add_argument("--no-reference", action="store_true", help="time the program only")
-    parser.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
-                        help="on CUDA, launch each step's kernels one by one")
+    parser.add_argument(
+        "--no-cuda-graphs",
+        dest="cuda_graphs",
+        action="store_false",
+        help="on CUDA, launch each step's kernels one by one",
+    )
     args = parser.parse_args(argv)
 
     if not Path(args.data).exists():
-        sys.exit(f"error: no data cache at {args.data}; build it with "
-                 "`snakemake --cores 1 results/data/mnist.pt --config data_mirror=/path/to/mnist`")
+        sys.exit(
+            f"error: no data cache at {args.data}; build it with "
+            "`snakemake --cores 1 results/data/mnist.pt --config data_mirror=/path/to/mnist`"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device, log=lambda m: None)
@@ -112,8 +120,10 @@ def main(argv=None):
         reference = reference_train(data, train_config)
         total_reference += reference.wall_seconds
         loss_diff, accuracy = compare(result, reference)
-        print(f"{run:<52} {result.wall_seconds:9.2f} {reference.wall_seconds:8.2f} "
-              f"{reference.wall_seconds / result.wall_seconds:5.1f}x {100 * share:6.1f}% {loss_diff:13.2e}  {accuracy}")
+        print(
+            f"{run:<52} {result.wall_seconds:9.2f} {reference.wall_seconds:8.2f} "
+            f"{reference.wall_seconds / result.wall_seconds:5.1f}x {100 * share:6.1f}% {loss_diff:13.2e}  {accuracy}"
+        )
     if args.no_reference:
         print(f"{'total':<52} {total_program:9.2f}")
     else:

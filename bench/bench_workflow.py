@@ -44,7 +44,9 @@ def snakemake(workdir, *args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mnist", default=str(REPO.parent / "shared" / "mnist"), help="folder with the MNIST IDX files")
+    parser.add_argument(
+        "--mnist", default=str(REPO.parent / "shared" / "mnist"), help="folder with the MNIST IDX files"
+    )
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", help="work in this folder and keep it (default: a temporary folder)")
     parser.add_argument("extra", nargs="*", help="more snakemake arguments, after --")

@@ -70,8 +70,13 @@ def make_workdir(root, sweeps, figures=None, num_train=300, num_test=100):
     """A copy of the workflow in `root`, configured with `sweeps` on a small MNIST mirror it writes."""
     copy_workflow(root)
     sha256 = write_small_mnist(root / "mirror", num_train=num_train, num_test=num_test)
-    config = {"data_mirror": str(root / "mirror"), "mirrors": [], "data_sha256": sha256, "sweeps": sweeps,
-              "figures": figures or {"formats": ["png"], "dpi": 40}}
+    config = {
+        "data_mirror": str(root / "mirror"),
+        "mirrors": [],
+        "data_sha256": sha256,
+        "sweeps": sweeps,
+        "figures": figures or {"formats": ["png"], "dpi": 40},
+    }
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return root
 
@@ -80,7 +85,10 @@ def snakemake(workdir, *args, timeout=600):
     """Run the snakemake CLI in `workdir`; return the completed process (stdout and stderr merged)."""
     return subprocess.run(
         ["timeout", "-k", "10", str(timeout), sys.executable, "-m", "snakemake", *args],
-        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 

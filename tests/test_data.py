@@ -5,9 +5,10 @@ import gzip
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from conftest import IDX_NAMES, idx_bytes, write_small_mnist
-from mnist_sgd.data import DataError, build_cache, fetch_idx, load_cache, parse_idx
+from conftest import IDX_NAMES, REPO, idx_bytes, write_small_mnist
+from mnist_sgd.data import MNIST_SHA256, DataError, build_cache, fetch_idx, load_cache, parse_idx
 
 NAME = "train-images-idx3-ubyte"
 
@@ -155,8 +156,11 @@ def test_a_damaged_cache_that_still_loads_is_refused_by_its_digest(tmp_path):
     damage(cache)
     # The damaged bytes fall inside the training images: torch.load itself does not notice.
     assert not torch.load(cache, weights_only=True, mmap=True)["train_images"].isfinite().all()
-    with pytest.raises(DataError, match="mnist.pt: damaged data cache: its tensors hash to SHA-256 [0-9a-f]{64}, "
-                                        f"not the [0-9a-f]{{64}} they were written with; {REFUSED}"):
+    with pytest.raises(
+        DataError,
+        match="mnist.pt: damaged data cache: its tensors hash to SHA-256 [0-9a-f]{64}, "
+        f"not the [0-9a-f]{{64}} they were written with; {REFUSED}",
+    ):
         load_cache(cache)
 
 
@@ -195,3 +199,10 @@ def test_a_download_that_decompresses_to_more_than_the_limit_is_refused(tmp_path
     assert f"{NAME}.gz: decompresses to more than 1 MiB, the most this workflow reads" in str(error.value)
     assert f"{NAME}: holds more than 1 MiB" in str(error.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_mnists_checksums_and_mirrors_agree_in_the_code_the_config_and_the_schema():
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    schema = yaml.safe_load((REPO / "config" / "config.schema.yaml").read_text())["properties"]
+    assert config["data_sha256"] == schema["data_sha256"]["default"] == MNIST_SHA256
+    assert config["mirrors"] == schema["mirrors"]["default"]

@@ -44,8 +44,9 @@ RULE_SCRIPTS = rules_with_scripts()
 
 
 def test_every_rule_script_is_found():
-    assert {"train", "format_mnist", "download_mnist", "summarize", "plot_run", "plot_group",
-            "plot_wall_time"} <= {rule for rule, _, _ in RULE_SCRIPTS}
+    assert {"train", "format_mnist", "download_mnist", "summarize", "plot_run", "plot_group", "plot_wall_time"} <= {
+        rule for rule, _, _ in RULE_SCRIPTS
+    }
 
 
 @pytest.mark.parametrize("rule, env, script", RULE_SCRIPTS, ids=[rule for rule, _, _ in RULE_SCRIPTS])
@@ -66,14 +67,16 @@ def test_env_lower_bounds_are_pyprojects():
     for env in sorted((REPO / "envs").glob("*.yaml")):
         for package, bound in env_packages(env).items():
             if package in bounds:
-                assert bound == bounds[package], f"{env.name}: {package} >={bound}, pyproject.toml says >={bounds[package]}"
+                assert bound == bounds[package], (
+                    f"{env.name}: {package} >={bound}, pyproject.toml says >={bounds[package]}"
+                )
 
 
 def test_imports_follow_every_form_of_package_import(tmp_path):
     script = tmp_path / "script.py"
     script.write_text("import json\nimport numpy as np\nfrom mnist_sgd import plots, __version__\n")
     modules, third_party = imports(script)
-    assert modules == {"__init__", "plots", "files"}  # plots imports .files
+    assert modules == {"__init__", "plots", "files", "records", "study"}  # plots imports .files, .records...
     assert third_party == {"numpy", "matplotlib", "pandas"}
     script.write_text("from mnist_sgd.summary import summarize\n")
-    assert imports(script)[0] == {"summary", "files"}
+    assert imports(script)[0] == {"summary", "files", "records", "study"}

@@ -20,18 +20,28 @@ LONG = "scratch/trainall_batch10_lr0.01_it50000_seed0"
 
 
 def sweep(**values):
-    return {"impl": "scratch", "train_sizes": ["all"], "batch_sizes": [10], "iterations": 40, "lr": 0.01,
-            "seeds": [0], **values}
+    return {
+        "impl": "scratch",
+        "train_sizes": ["all"],
+        "batch_sizes": [10],
+        "iterations": 40,
+        "lr": 0.01,
+        "seeds": [0],
+        **values,
+    }
 
 
 def test_keep_going_finishes_every_other_run_and_the_partial_summary_says_what_failed(tmp_path):
     # Before the download the workflow cannot know the mirror holds only 300 training images, so
     # the subset of 400 is refused by its training job, not at planning.
-    workdir = make_workdir(tmp_path, {
-        "good": sweep(),
-        "diverging": sweep(lr=1000.0, iterations=300),
-        "too_large": sweep(train_sizes=[400], batch_sizes=["train_size"]),
-    })
+    workdir = make_workdir(
+        tmp_path,
+        {
+            "good": sweep(),
+            "diverging": sweep(lr=1000.0, iterations=300),
+            "too_large": sweep(train_sizes=[400], batch_sizes=["train_size"]),
+        },
+    )
     result = snakemake(workdir, "--cores", "2", "--keep-going", "all")
     assert result.returncode != 0
     runs = workdir / "results" / "runs"
@@ -61,7 +71,10 @@ def test_keep_going_finishes_every_other_run_and_the_partial_summary_says_what_f
     assert job_stats(result.stdout)["train"] == 1, result.stdout
     summary = pd.read_csv(workdir / "results" / "summary.csv").set_index("run")
     assert summary["status"].to_dict() == {
-        OK: "ok", DIVERGED: "diverged", "scratch/train200_batch200_lr0.01_it40_seed0": "ok"}
+        OK: "ok",
+        DIVERGED: "diverged",
+        "scratch/train200_batch200_lr0.01_it40_seed0": "ok",
+    }
     assert not (workdir / "results" / "summary_partial.csv").exists()
 
 
@@ -92,15 +105,22 @@ def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(t
     workdir = make_workdir(tmp_path, {"quick": sweep(), "long": sweep(iterations=50000)})
     runs, logs = workdir / "results" / "runs", workdir / "results" / "logs" / "train"
     first = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "--cores", "2", "all"], cwd=workdir, start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "snakemake", "--cores", "2", "all"],
+        cwd=workdir,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         # The long job is frozen (SIGSTOP) as soon as it logs its first progress line, so it is
         # interrupted mid-run however fast this machine trains: the test never races its speed.
         long_log = logs / f"{LONG}.log"
-        wait_for(lambda: long_log.exists() and "iteration 5000/" in long_log.read_text(),
-                 "the long run's progress", poll=0.002)
+        wait_for(
+            lambda: long_log.exists() and "iteration 5000/" in long_log.read_text(),
+            "the long run's progress",
+            poll=0.002,
+        )
         [job] = training_processes(workdir)
         os.kill(job, signal.SIGSTOP)
         assert not (runs / LONG / "run.json").exists()
@@ -135,9 +155,27 @@ def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(t
 
     direct = tmp_path / "direct.csv"
     subprocess.run(
-        [sys.executable, "-m", "mnist_sgd.train", "--data", str(workdir / "results/data/mnist.pt"),
-         "--metrics", str(direct), "--info", str(tmp_path / "direct.json"), "--batch-size", "10",
-         "--iterations", "50000", "--lr", "0.01", "--threads", "1"],
-        check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(workdir / "workflow")},
+        [
+            sys.executable,
+            "-m",
+            "mnist_sgd.train",
+            "--data",
+            str(workdir / "results/data/mnist.pt"),
+            "--metrics",
+            str(direct),
+            "--info",
+            str(tmp_path / "direct.json"),
+            "--batch-size",
+            "10",
+            "--iterations",
+            "50000",
+            "--lr",
+            "0.01",
+            "--threads",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(workdir / "workflow")},
     )
     assert (runs / LONG / "metrics.csv").read_bytes() == direct.read_bytes()

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-import mnist_sgd.train
+import mnist_sgd.steps
 from conftest import GRAPH_CONFIGS
-from mnist_sgd.train import CudaGraphSteps, TrainConfig, train
+from mnist_sgd.steps import CudaGraphSteps
+from mnist_sgd.train import TrainConfig, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -34,7 +35,7 @@ def test_cuda_graphs_replay_the_eager_steps_bit_for_bit(small_data, config, monk
             replay = super()._capture(steps)
             return lambda: replays.append(1) or replay()
 
-    monkeypatch.setattr(mnist_sgd.train, "CudaGraphSteps", Counting)
+    monkeypatch.setattr(mnist_sgd.steps, "CudaGraphSteps", Counting)
     graphed = train(data, config, log=lambda m: None)
     assert len(replays) >= 5  # of 10 chunks
     assert np.array_equal(graphed.train_loss, eager.train_loss)

@@ -7,20 +7,27 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from test_data import damage
 
 from conftest import job_stats, make_workdir, snakemake
-from test_data import damage
 
 # A title a user could paste: reStructuredText that would be raw HTML in the report, and $...$ that
 # matplotlib would parse as (bad) math.
 HOSTILE = "Price $x_{$ (bad math)\n\n.. raw:: html\n\n   <script>alert('sweep')</script>\n"
 SWEEPS = {
-    "s": {"title": HOSTILE, "impl": "scratch", "train_sizes": ["all"], "batch_sizes": [10], "iterations": 40,
-          "lr": 0.01},
+    "s": {
+        "title": HOSTILE,
+        "impl": "scratch",
+        "train_sizes": ["all"],
+        "batch_sizes": [10],
+        "iterations": 40,
+        "lr": 0.01,
+    },
     "t": {"impl": "torch", "train_sizes": ["all"], "batch_sizes": [25], "iterations": 40, "lr": 0.05},
 }
-COMPARISONS = {"c": {"title": "`x <javascript:alert('link')>`_ and <b>bold</b>",
-                     "runs": [{"sweep": "s"}, {"sweep": "t"}]}}
+COMPARISONS = {
+    "c": {"title": "`x <javascript:alert('link')>`_ and <b>bold</b>", "runs": [{"sweep": "s"}, {"sweep": "t"}]}
+}
 RUNS = ["scratch/trainall_batch10_lr0.01_it40_seed0", "torch/trainall_batch25_lr0.05_it40_seed0"]
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 
@@ -28,8 +35,9 @@ NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A small study after `snakemake --cores 2 all`."""
-    workdir = make_workdir(tmp_path_factory.mktemp("safety"), SWEEPS,
-                           {"formats": ["png"], "dpi": 40, "comparisons": COMPARISONS})
+    workdir = make_workdir(
+        tmp_path_factory.mktemp("safety"), SWEEPS, {"formats": ["png"], "dpi": 40, "comparisons": COMPARISONS}
+    )
     result = snakemake(workdir, "--cores", "2", "all")
     assert result.returncode == 0, result.stdout
     return workdir
@@ -59,8 +67,9 @@ def test_a_device_setting_valid_or_refused_retrains_nothing_and_deletes_nothing(
 @NO_CUDA
 def test_a_new_run_its_job_refuses_leaves_every_finished_run_in_place(workdir):
     before = finished_runs(workdir)
-    result = snakemake(workdir, "--cores", "2", "--keep-going", "--config", "device=cuda",
-                       "sweeps={s: {batch_sizes: [10, 20]}}")  # a nested --config value, too
+    result = snakemake(
+        workdir, "--cores", "2", "--keep-going", "--config", "device=cuda", "sweeps={s: {batch_sizes: [10, 20]}}"
+    )  # a nested --config value, too
     assert result.returncode != 0
     assert "device='cuda': CUDA is not available here; use device=auto or device=cpu" in result.stdout
     assert job_stats(result.stdout)["train"] == 1, result.stdout
@@ -98,16 +107,23 @@ def test_a_damaged_cache_is_named_refused_and_rebuilt_by_the_first_job_that_need
 def test_a_config_file_of_ones_own_replaces_the_study_or_is_said_to_add_to_it(workdir, tmp_path):
     config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
     own = {key: config[key] for key in ("data_mirror", "mirrors", "data_sha256")}
-    own["sweeps"] = {"mine": {"impl": "scratch", "train_sizes": [50], "batch_sizes": [5], "iterations": 20,
-                              "lr": 0.01}}
+    own["sweeps"] = {"mine": {"impl": "scratch", "train_sizes": [50], "batch_sizes": [5], "iterations": 20, "lr": 0.01}}
     (tmp_path / "own.yaml").write_text(yaml.safe_dump(own))
     replaced = snakemake(workdir, "-n", "--configfile", str(tmp_path / "own.yaml"), "--replace-workflow-config")
     assert replaced.returncode == 0, replaced.stdout
-    assert job_stats(replaced.stdout) == {"train": 1, "plot_run": 1, "plot_group": 1, "summarize": 1,
-                                          "plot_wall_time": 1, "all": 1}, replaced.stdout
+    assert job_stats(replaced.stdout) == {
+        "train": 1,
+        "plot_run": 1,
+        "plot_group": 1,
+        "summarize": 1,
+        "plot_wall_time": 1,
+        "all": 1,
+    }, replaced.stdout
     added = snakemake(workdir, "-n", "--configfile", str(tmp_path / "own.yaml"))
-    assert "config/config.yaml's sweeps ['s', 't'] run too; to run only the sweeps of your config file, " \
-           "add --replace-workflow-config" in added.stdout, added.stdout
+    assert (
+        "config/config.yaml's sweeps ['s', 't'] run too; to run only the sweeps of your config file, "
+        "add --replace-workflow-config" in added.stdout
+    ), added.stdout
 
 
 def test_each_sweep_and_comparison_is_a_target_of_its_own(tmp_path):
@@ -127,8 +143,10 @@ def test_each_sweep_and_comparison_is_a_target_of_its_own(tmp_path):
     "override, in_a_file",
     [
         ("figures={dpi: 300}", {"figures": {"dpi": 300}}),
-        ("figures={smoothing: 7, comparisons: {c: {runs: [{sweep: s, batch_size: 10}]}}}",
-         {"figures": {"smoothing": 7, "comparisons": {"c": {"runs": [{"sweep": "s", "batch_size": 10}]}}}}),
+        (
+            "figures={smoothing: 7, comparisons: {c: {runs: [{sweep: s, batch_size: 10}]}}}",
+            {"figures": {"smoothing": 7, "comparisons": {"c": {"runs": [{"sweep": "s", "batch_size": 10}]}}}},
+        ),
     ],
     ids=["dpi", "smoothing-and-a-comparison"],
 )

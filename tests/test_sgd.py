@@ -160,8 +160,11 @@ def test_images_whose_prediction_cannot_change_are_scored_once(monkeypatch):
     weights = base + torch.cumsum(torch.randn(EVAL_BLOCK, 784, 10, generator=g) * 0.02, dim=0)
     scored_rows = []
     count_correct = mnist_sgd.sgd._count_correct
-    monkeypatch.setattr(mnist_sgd.sgd, "_count_correct",
-                        lambda images, *args: scored_rows.append(len(images)) or count_correct(images, *args))
+    monkeypatch.setattr(
+        mnist_sgd.sgd,
+        "_count_correct",
+        lambda images, *args: scored_rows.append(len(images)) or count_correct(images, *args),
+    )
     recorder = AccuracyRecorder(test_images, test_labels, iterations=EVAL_BLOCK, capacity=EVAL_BLOCK)
     recorder.buffer[:] = weights
     recorder.score(list(range(EVAL_BLOCK)))

@@ -19,18 +19,37 @@ CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 pytestmark = [
     pytest.mark.slurm,
     pytest.mark.skipif(
-        os.geteuid() != 0 or shutil.which("apt-get") is None
+        os.geteuid() != 0
+        or shutil.which("apt-get") is None
         or importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
         reason="needs root, apt-get and snakemake-executor-plugin-slurm",
     ),
 ]
 SWEEPS = {
-    "batch_size": {"impl": "scratch", "train_sizes": ["all"], "batch_sizes": [10], "iterations": 40,
-                   "lr": 0.01, "seeds": [0]},
-    "train_size": {"impl": "scratch", "train_sizes": [50], "batch_sizes": ["train_size"], "iterations": 40,
-                   "lr": 0.01, "seeds": [0]},
-    "torch_optim": {"impl": "torch", "train_sizes": ["all"], "batch_sizes": [25], "iterations": 40,
-                    "lr": 0.05, "seeds": [1]},
+    "batch_size": {
+        "impl": "scratch",
+        "train_sizes": ["all"],
+        "batch_sizes": [10],
+        "iterations": 40,
+        "lr": 0.01,
+        "seeds": [0],
+    },
+    "train_size": {
+        "impl": "scratch",
+        "train_sizes": [50],
+        "batch_sizes": ["train_size"],
+        "iterations": 40,
+        "lr": 0.01,
+        "seeds": [0],
+    },
+    "torch_optim": {
+        "impl": "torch",
+        "train_sizes": ["all"],
+        "batch_sizes": [25],
+        "iterations": 40,
+        "lr": 0.05,
+        "seeds": [1],
+    },
 }
 RUNS = [
     "scratch/trainall_batch10_lr0.01_it40_seed0",
@@ -43,8 +62,7 @@ LOCAL_RULES = ("download_mnist", "format_mnist", "summarize", "plot_run", "plot_
 
 @pytest.fixture(scope="module")
 def cluster():
-    up = subprocess.run(["timeout", "-k", "10", "900", "bash", str(CLUSTER), "up"],
-                        capture_output=True, text=True)
+    up = subprocess.run(["timeout", "-k", "10", "900", "bash", str(CLUSTER), "up"], capture_output=True, text=True)
     try:
         if up.returncode == FOREIGN_CONF:
             pytest.skip(up.stderr)
@@ -52,16 +70,32 @@ def cluster():
         assert up.stdout.startswith("export SLURM_CONF="), up.stdout
         yield up.stdout.split("=", 1)[1].strip()
     finally:
-        down = subprocess.run(["timeout", "-k", "10", "300", "bash", str(CLUSTER), "down"],
-                              capture_output=True, text=True)
+        down = subprocess.run(
+            ["timeout", "-k", "10", "300", "bash", str(CLUSTER), "down"], capture_output=True, text=True
+        )
         assert down.returncode == 0, down.stderr
 
 
 def slurm_snakemake(workdir, slurm_conf, *args):
     env = {**os.environ, "SLURM_CONF": slurm_conf}
     return subprocess.run(
-        ["timeout", "-k", "10", "600", sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm",
-         *args], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        [
+            "timeout",
+            "-k",
+            "10",
+            "600",
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--workflow-profile",
+            "profiles/slurm",
+            *args,
+        ],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
 
 
@@ -69,7 +103,10 @@ def sacct(slurm_conf, run_id):
     """(job id, state, requested TRES, allocated TRES, comment) of every job of a Snakemake run."""
     listing = subprocess.run(
         ["sacct", "-X", "-P", "-n", "--name", run_id, "-o", "JobID,State,ReqTRES,AllocTRES,Comment"],
-        capture_output=True, text=True, check=True, env={**os.environ, "SLURM_CONF": slurm_conf},
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "SLURM_CONF": slurm_conf},
     ).stdout
     return [line.split("|") for line in listing.splitlines()]
 
@@ -80,8 +117,13 @@ def slurm_run(cluster, tmp_path_factory):
     local = make_workdir(tmp_path_factory.mktemp("local"), SWEEPS)
     workdir = make_workdir(tmp_path_factory.mktemp("slurm"), SWEEPS)
     # The SLURM run mostly waits for status queries: the local run goes alongside.
-    local_run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", "all"], cwd=local,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    local_run = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "all"],
+        cwd=local,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     result = slurm_snakemake(workdir, cluster, "all")
     local_output, _ = local_run.communicate(timeout=600)
     assert local_run.returncode == 0, local_output
@@ -99,8 +141,9 @@ def test_each_training_job_goes_to_slurm_with_one_gpu_and_nothing_else_does(clus
         assert f"localrule {rule}:" in log and f"\nrule {rule}:" not in log, rule
     jobs = sacct(cluster, run_id)
     assert len(jobs) == len(RUNS), jobs  # only the training jobs are in SLURM's records
-    wildcards = {"_".join(re.match(r"(\w+)/train(\w+)_batch(\d+)_lr([\d.]+)_it(\d+)_seed(\d+)", run).groups())
-                 for run in RUNS}
+    wildcards = {
+        "_".join(re.match(r"(\w+)/train(\w+)_batch(\d+)_lr([\d.]+)_it(\d+)_seed(\d+)", run).groups()) for run in RUNS
+    }
     assert {comment for *_, comment in jobs} == {f"rule_train_wildcards_{w}" for w in wildcards}
     for job_id, state, requested, allocated, _ in jobs:
         assert state == "COMPLETED"
@@ -130,7 +173,9 @@ def test_a_failing_training_job_is_reported_with_its_slurm_log_and_retried(clust
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", log)
     assert len(submitted) == 2 and "Trying to restart job" in log, log  # retries: 1
     for job_id, slurm_log in submitted:
-        assert slurm_log.startswith(f"{workdir}/results/logs/slurm/rule_train/") and slurm_log.endswith(f"/{job_id}.log")
+        assert slurm_log.startswith(f"{workdir}/results/logs/slurm/rule_train/") and slurm_log.endswith(
+            f"/{job_id}.log"
+        )
         assert os.path.exists(slurm_log)  # kept for a failed job
         assert f"SLURM-job '{job_id}' failed, SLURM status is: 'FAILED'" in log
     assert "train_size=400: larger than the 300 training images" in log  # the job's log, shown
@@ -146,9 +191,17 @@ def test_up_refuses_while_another_clusters_configuration_is_at_the_default_path(
     foreign = tmp_path / "etc" / "slurm.conf"
     foreign.parent.mkdir()
     foreign.write_text("ClusterName=elsewhere\n")
-    up = subprocess.run(["bash", str(CLUSTER), "up"], capture_output=True, text=True, timeout=60,
-                        env={**os.environ, "MNIST_SGD_SLURM_DEFAULT_CONF": str(foreign),
-                             "MNIST_SGD_SLURM_DIR": str(tmp_path / "state")})
+    up = subprocess.run(
+        ["bash", str(CLUSTER), "up"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "MNIST_SGD_SLURM_DEFAULT_CONF": str(foreign),
+            "MNIST_SGD_SLURM_DIR": str(tmp_path / "state"),
+        },
+    )
     assert up.returncode == FOREIGN_CONF, up.stderr
     assert f"{foreign} is another cluster's configuration; srun inside the jobs would read it" in up.stderr
     assert foreign.read_text() == "ClusterName=elsewhere\n" and not (tmp_path / "state").exists()

@@ -12,8 +12,18 @@ from snakemake.utils import validate
 
 from conftest import REPO
 from mnist_sgd.study import (
-    MAX_BATCH_SIZE, MAX_ITERATIONS, MAX_SEED, RUN_PATTERN, RUN_WILDCARDS, SweepError, parse_run, plan, run_config,
-    run_labels, run_name, sweep_runs,
+    MAX_BATCH_SIZE,
+    MAX_ITERATIONS,
+    MAX_SEED,
+    RUN_PATTERN,
+    RUN_WILDCARDS,
+    SweepError,
+    parse_run,
+    plan,
+    run_config,
+    run_labels,
+    run_name,
+    sweep_runs,
 )
 
 SCHEMA = REPO / "config" / "config.schema.yaml"
@@ -37,8 +47,18 @@ def test_the_default_study_is_the_seeds():
 
 
 def test_every_combination_of_a_sweeps_lists_is_a_run():
-    config = {"sweeps": {"grid": {"impl": "scratch", "train_sizes": [50, "all"], "batch_sizes": [1, 5],
-                                  "iterations": 10, "lr": 1e-5, "seeds": [0, 7]}}}
+    config = {
+        "sweeps": {
+            "grid": {
+                "impl": "scratch",
+                "train_sizes": [50, "all"],
+                "batch_sizes": [1, 5],
+                "iterations": 10,
+                "lr": 1e-5,
+                "seeds": [0, 7],
+            }
+        }
+    }
     runs = sweep_runs(config, "grid")
     assert len(runs) == 8 and len(set(runs)) == 8
     assert runs[0] == "scratch/train50_batch1_lr1e-05_it10_seed0"
@@ -59,12 +79,22 @@ def test_evaluating_less_often_is_another_run_and_every_iteration_keeps_todays_n
     config = default_config()
     assert sweep_runs({**config, "eval_every": 1}, "torch_optim") == ["torch/trainall_batch100_lr0.001_it6000_seed0"]
     assert sweep_runs({**config, "eval_every": 10}, "torch_optim") == [
-        "torch/trainall_batch100_lr0.001_it6000_seed0_every10"]
+        "torch/trainall_batch100_lr0.001_it6000_seed0_every10"
+    ]
 
 
 def test_batch_equal_to_train_size_needs_a_size():
-    config = {"sweeps": {"bad": {"impl": "scratch", "train_sizes": ["all"], "batch_sizes": ["train_size"],
-                                 "iterations": 10, "lr": 0.1}}}
+    config = {
+        "sweeps": {
+            "bad": {
+                "impl": "scratch",
+                "train_sizes": ["all"],
+                "batch_sizes": ["train_size"],
+                "iterations": 10,
+                "lr": 0.1,
+            }
+        }
+    }
     with pytest.raises(SweepError, match="sweeps.bad.batch_sizes"):
         sweep_runs(config, "bad")
 
@@ -86,11 +116,18 @@ def plausible(schema):
     return schema
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
-@given(config=st.one_of(from_schema(yaml.safe_load(SCHEMA.read_text())),
-                        from_schema(plausible(yaml.safe_load(SCHEMA.read_text())))),
-       num_train=st.sampled_from([60000, 300, None]))
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
+@given(
+    config=st.one_of(
+        from_schema(yaml.safe_load(SCHEMA.read_text())), from_schema(plausible(yaml.safe_load(SCHEMA.read_text())))
+    ),
+    num_train=st.sampled_from([60000, 300, None]),
+)
 def test_whatever_the_schema_admits_is_refused_at_planning_or_runs(config, num_train):
     """Configurations generated from the schema: planning refuses each with a message, or plans runs
     that the training program accepts under the names the workflow's rules produce."""
@@ -119,21 +156,36 @@ def test_whatever_the_schema_admits_is_refused_at_planning_or_runs(config, num_t
         ({"iterations": 10**12}, "sweeps.s.iterations=1000000000000: must be an integer from 1 to 10000000"),
         ({"seeds": [2**64]}, "sweeps.s.seeds has 18446744073709551616: must be an integer from 0 to"),
         ({"train_sizes": ["all", 60000]}, "sweeps.s.train_sizes has 60000: the whole training set; write all"),
-        ({"impl": "torch", "train_sizes": [100], "batch_sizes": [1000]},
-         "sweeps.s.batch_sizes has 1000: impl torch draws each epoch's batches without replacement from the 100"),
+        (
+            {"impl": "torch", "train_sizes": [100], "batch_sizes": [1000]},
+            "sweeps.s.batch_sizes has 1000: impl torch draws each epoch's batches without replacement from the 100",
+        ),
         ({"batch_sizes": [1.0]}, "sweeps.s.batch_sizes has 1.0: must be an integer"),
     ],
 )
 def test_what_the_program_would_refuse_is_refused_at_planning(sweep, message):
-    config = {"sweeps": {"s": {"impl": "scratch", "train_sizes": ["all"], "batch_sizes": [10], "iterations": 10,
-                               "lr": 0.1, **sweep}}, "figures": {"comparisons": {}}}
+    config = {
+        "sweeps": {
+            "s": {"impl": "scratch", "train_sizes": ["all"], "batch_sizes": [10], "iterations": 10, "lr": 0.1, **sweep}
+        },
+        "figures": {"comparisons": {}},
+    }
     with pytest.raises(SweepError, match=re.escape(message)):
         plan(config, 60000)
 
 
 def test_the_same_run_twice_in_a_sweep_is_one_run():
-    config = {"sweeps": {"s": {"impl": "scratch", "train_sizes": [100], "batch_sizes": [100, "train_size"],
-                               "iterations": 10, "lr": 0.1}}}
+    config = {
+        "sweeps": {
+            "s": {
+                "impl": "scratch",
+                "train_sizes": [100],
+                "batch_sizes": [100, "train_size"],
+                "iterations": 10,
+                "lr": 0.1,
+            }
+        }
+    }
     assert sweep_runs(config, "s") == ["scratch/train100_batch100_lr0.1_it10_seed0"]
 
 

@@ -9,14 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-import mnist_sgd.train
+import mnist_sgd.steps
 from conftest import GRAPH_CONFIGS
+from mnist_sgd.records import RunInfo, git_state, write_metrics
 from mnist_sgd.reference import reference_train
 from mnist_sgd.sgd import epoch_batches, uniform_batches
-from mnist_sgd.train import (
-    ConfigError, CudaGraphSteps, TrainConfig, chunks, git_state, main, parse_args, seeded_generator, train,
-    training_set, write_metrics,
-)
+from mnist_sgd.steps import CudaGraphSteps, chunks
+from mnist_sgd.train import ConfigError, TrainConfig, main, parse_args, seeded_generator, train, training_set
 
 QUIET = dict(log=lambda message: None)
 
@@ -91,18 +90,56 @@ class EmulatedGraphs(CudaGraphSteps):
         def replay():
             EmulatedGraphs.replays += 1
             steps()
+
         return replay
 
 
 @pytest.mark.parametrize("config", GRAPH_CONFIGS.values(), ids=GRAPH_CONFIGS.keys())
 def test_graph_replays_of_chunks_give_the_eager_curves(small_data, config, monkeypatch):
     eager = train(small_data, config, **QUIET)
-    monkeypatch.setattr(mnist_sgd.train, "CudaGraphSteps", EmulatedGraphs)
+    monkeypatch.setattr(mnist_sgd.steps, "CudaGraphSteps", EmulatedGraphs)
     EmulatedGraphs.replays = 0
     replayed = train(small_data, config, **QUIET)
     assert EmulatedGraphs.replays >= 5  # of the 10 chunks (a tenth of the run each): most were replays
     assert np.array_equal(replayed.train_loss, eager.train_loss)
     assert np.array_equal(replayed.test_correct, eager.test_correct)
+    assert replayed.cuda_graphs and replayed.cuda_graphs_error is None
+
+
+class FailingCapture(EmulatedGraphs):
+    """Emulated CUDA graphs whose capture number `fail_at` raises, as an operation capture does not allow would."""
+
+    captures, fail_at = 0, 1
+
+    def _capture(self, steps):
+        FailingCapture.captures += 1
+        if FailingCapture.captures == FailingCapture.fail_at:
+            raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+        return super()._capture(steps)
+
+
+@pytest.mark.parametrize("fail_at", [1, 2])
+@pytest.mark.parametrize("config", GRAPH_CONFIGS.values(), ids=GRAPH_CONFIGS.keys())
+def test_a_failed_capture_goes_on_eagerly_from_its_chunk_with_no_iteration_lost_or_repeated(
+    small_data, config, fail_at, monkeypatch
+):
+    eager = train(small_data, config, **QUIET)
+    monkeypatch.setattr(mnist_sgd.steps, "CudaGraphSteps", FailingCapture)
+    FailingCapture.captures, FailingCapture.fail_at = 0, fail_at
+    lines = []
+    result = train(small_data, config, log=lines.append)
+    assert np.array_equal(result.train_loss, eager.train_loss)
+    assert np.array_equal(result.test_correct, eager.test_correct)
+    if FailingCapture.captures < fail_at:  # a run with fewer chunk shapes: nothing failed
+        assert result.cuda_graphs
+        return
+    assert not result.cuda_graphs
+    assert result.cuda_graphs_error == "RuntimeError: operation not permitted when stream is capturing"
+    failures = [line for line in lines if "capture failed" in line]
+    assert failures == [
+        "CUDA graph capture failed (RuntimeError: operation not permitted when stream is "
+        "capturing); going on with eager launches"
+    ]
 
 
 def test_the_first_row_is_the_zero_model(small_data):
@@ -136,8 +173,10 @@ def test_eval_every_skips_evaluations_but_keeps_the_last(small_data):
         (TrainConfig(iterations=10**12), "iterations=1000000000000: must be an integer from 1 to 10000000"),
         (TrainConfig(seed=2**64), "seed=18446744073709551616: must be an integer from 0 to"),
         (TrainConfig(batch_size=True), "batch_size=True"),
-        (TrainConfig(impl="torch", train_size=100, batch_size=1000),
-         "batch_size=1000: impl torch draws each epoch's batches without replacement from the 100 training"),
+        (
+            TrainConfig(impl="torch", train_size=100, batch_size=1000),
+            "batch_size=1000: impl torch draws each epoch's batches without replacement from the 100 training",
+        ),
         (TrainConfig(impl="torch", batch_size=301), "without replacement from the 300 training images"),
     ],
 )
@@ -146,12 +185,10 @@ def test_bad_parameters_are_refused_with_the_key_and_the_rule(small_data, config
         train(small_data, config, **QUIET)
 
 
-def test_cuda_graphs_are_switched_off_by_flag_or_environment(monkeypatch):
+def test_cuda_graphs_are_switched_off_by_flag():
     required = ["--data", "d", "--metrics", "m", "--info", "i"]
     assert parse_args(required).cuda_graphs
     assert not parse_args(required + ["--no-cuda-graphs"]).cuda_graphs
-    monkeypatch.setenv("MNIST_SGD_CUDA_GRAPHS", "0")
-    assert not parse_args(required).cuda_graphs
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -162,9 +199,32 @@ def test_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
 
 def test_command_line_writes_metrics_and_info(tmp_path, small_data):
     metrics, info = tmp_path / "out" / "metrics.csv", tmp_path / "out" / "run.json"
-    main(["--data", str(tmp_path / "mnist.pt"), "--metrics", str(metrics), "--info", str(info),
-          "--impl", "scratch", "--train-size", "100", "--batch-size", "10", "--iterations", "30",
-          "--lr", "0.01", "--seed", "2", "--device", "cpu", "--threads", "1"])
+    main(
+        [
+            "--data",
+            str(tmp_path / "mnist.pt"),
+            "--metrics",
+            str(metrics),
+            "--info",
+            str(info),
+            "--impl",
+            "scratch",
+            "--train-size",
+            "100",
+            "--batch-size",
+            "10",
+            "--iterations",
+            "30",
+            "--lr",
+            "0.01",
+            "--seed",
+            "2",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ]
+    )
     table = pd.read_csv(metrics)
     assert list(table.columns) == ["iteration", "train_loss", "test_accuracy"]
     assert table["iteration"].tolist() == list(range(1, 31))
@@ -174,14 +234,23 @@ def test_command_line_writes_metrics_and_info(tmp_path, small_data):
     assert record["final_test_accuracy"] == table["test_accuracy"].iloc[-1]
     assert record["best_test_accuracy"] == table["test_accuracy"].max()
     assert record["final_train_loss"] == pytest.approx(table["train_loss"].iloc[-1], rel=1e-7)
-    expected = train(small_data, TrainConfig(train_size=100, batch_size=10, iterations=30, lr=0.01, seed=2,
-                                             device="cpu"), **QUIET)
+    expected = train(
+        small_data, TrainConfig(train_size=100, batch_size=10, iterations=30, lr=0.01, seed=2, device="cpu"), **QUIET
+    )
     np.testing.assert_array_equal(table["train_loss"].to_numpy(np.float32), expected.train_loss)
     assert record["status"] == "ok" and record["diverged_at_iteration"] is None and record["iterations_done"] == 30
     assert 100 < record["peak_rss_mb"] < 4000 and record["gpu_peak_allocated_mb"] is None
     assert {"git_commit", "git_dirty", "host", "slurm_job_id", "versions", "device_name"} <= set(record)
     assert record["device_name"] and record["host"] and record["versions"]["torch"] == torch.__version__
     assert record["data_sha256"] == small_data.sha256
+    assert record["resolved"]["device_index"] is None and record["resolved"]["cuda_graphs_error"] is None
+    read = RunInfo.read(info)  # how the summary and the figures read it
+    assert read.params == TrainConfig(train_size=100, batch_size=10, iterations=30, lr=0.01, seed=2, device="cpu")
+    assert (
+        read.resolved.train_size == 100
+        and not read.diverged
+        and read.final_test_accuracy == record["final_test_accuracy"]
+    )
 
 
 @pytest.mark.parametrize("impl", ["scratch", "torch"])
@@ -205,8 +274,11 @@ def test_progress_lines_give_iteration_loss_accuracy_speed_and_eta(small_data):
     result = train(small_data, TrainConfig(batch_size=10, iterations=300, lr=0.001), log=lines.append)
     assert len(lines) == 10
     for line in lines:
-        match = re.fullmatch(r"iteration (\d+)/300  loss ([\d.]+)  test accuracy ([\d.]+) \(iteration (\d+)\)  "
-                             r"\d+ it/s  eta [\d.]+ s", line)
+        match = re.fullmatch(
+            r"iteration (\d+)/300  loss ([\d.]+)  test accuracy ([\d.]+) \(iteration (\d+)\)  "
+            r"\d+ it/s  eta [\d.]+ s",
+            line,
+        )
         assert match, line
         done, loss, accuracy, evaluated = match.groups()
         assert float(loss) == pytest.approx(result.train_loss[int(done) - 1], abs=1e-5)

@@ -23,12 +23,32 @@ RUNS = [
 
 
 SWEEPS = {
-    "batch_size": {"title": "Batch sizes", "impl": "scratch", "train_sizes": ["all"],
-                   "batch_sizes": [1, 10], "iterations": 40, "lr": 0.01, "seeds": [0]},
-    "train_size": {"title": "Subsets", "impl": "scratch", "train_sizes": [50, 100],
-                   "batch_sizes": ["train_size"], "iterations": 40, "lr": 0.01, "seeds": [0]},
-    "torch_optim": {"impl": "torch", "train_sizes": ["all"], "batch_sizes": [25],
-                    "iterations": 40, "lr": 0.05, "seeds": [1]},
+    "batch_size": {
+        "title": "Batch sizes",
+        "impl": "scratch",
+        "train_sizes": ["all"],
+        "batch_sizes": [1, 10],
+        "iterations": 40,
+        "lr": 0.01,
+        "seeds": [0],
+    },
+    "train_size": {
+        "title": "Subsets",
+        "impl": "scratch",
+        "train_sizes": [50, 100],
+        "batch_sizes": ["train_size"],
+        "iterations": 40,
+        "lr": 0.01,
+        "seeds": [0],
+    },
+    "torch_optim": {
+        "impl": "torch",
+        "train_sizes": ["all"],
+        "batch_sizes": [25],
+        "iterations": 40,
+        "lr": 0.05,
+        "seeds": [1],
+    },
 }
 
 
@@ -55,16 +75,22 @@ def test_every_expected_output_is_written(completed):
             assert (results / "runs" / run / name).stat().st_size > 0
         assert (results / "logs" / "train" / f"{run}.log").exists()
         assert (results / "benchmarks" / "train" / f"{run}.tsv").exists()
-    figures = [f"runs/{run}" for run in RUNS] + [
-        f"{sweep}/{kind}" for sweep in ("batch_size", "train_size", "torch_optim")
-        for kind in ("curves", "final_accuracy")
-    ] + ["wall_time"]
+    figures = (
+        [f"runs/{run}" for run in RUNS]
+        + [
+            f"{sweep}/{kind}"
+            for sweep in ("batch_size", "train_size", "torch_optim")
+            for kind in ("curves", "final_accuracy")
+        ]
+        + ["wall_time"]
+    )
     for figure in figures:
         assert (results / "figures" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert b"<svg" in (results / "figures" / f"{figure}.svg").read_bytes()[:1000]
     assert not list(results.glob("figures/**/*.pdf"))  # only the configured formats
-    produced = {p.relative_to(results / "figures").with_suffix("").as_posix()
-                for p in (results / "figures").rglob("*.png")}
+    produced = {
+        p.relative_to(results / "figures").with_suffix("").as_posix() for p in (results / "figures").rglob("*.png")
+    }
     assert produced == set(figures)
 
 
@@ -72,8 +98,20 @@ def test_summary_has_one_row_per_run_matching_its_metrics(completed):
     workdir, _ = completed
     summary = pd.read_csv(workdir / "results" / "summary.csv")
     assert summary["run"].tolist() == RUNS
-    required = ["impl", "train_size", "batch_size", "seed", "iterations", "lr", "final_train_loss",
-                "final_test_accuracy", "best_test_accuracy", "wall_seconds", "seconds_per_iteration", "device"]
+    required = [
+        "impl",
+        "train_size",
+        "batch_size",
+        "seed",
+        "iterations",
+        "lr",
+        "final_train_loss",
+        "final_test_accuracy",
+        "best_test_accuracy",
+        "wall_seconds",
+        "seconds_per_iteration",
+        "device",
+    ]
     assert set(required) <= set(summary.columns)
     assert summary["train_size"].tolist() == [300, 300, 50, 100, 300]
     assert summary["batch_size"].tolist() == [1, 10, 50, 100, 25]
@@ -93,14 +131,37 @@ def test_a_run_through_the_workflow_equals_the_program_run_directly(completed, t
     workdir, _ = completed
     run = workdir / "results" / "runs" / RUNS[2]
     subprocess.run(
-        [sys.executable, "-m", "mnist_sgd.train", "--data", str(workdir / "results/data/mnist.pt"),
-         "--metrics", str(tmp_path / "m.csv"), "--info", str(tmp_path / "i.json"), "--train-size", "50",
-         "--batch-size", "50", "--iterations", "40", "--lr", "0.01", "--seed", "0", "--threads", "1"],
-        check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
+        [
+            sys.executable,
+            "-m",
+            "mnist_sgd.train",
+            "--data",
+            str(workdir / "results/data/mnist.pt"),
+            "--metrics",
+            str(tmp_path / "m.csv"),
+            "--info",
+            str(tmp_path / "i.json"),
+            "--train-size",
+            "50",
+            "--batch-size",
+            "50",
+            "--iterations",
+            "40",
+            "--lr",
+            "0.01",
+            "--seed",
+            "0",
+            "--threads",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
     )
     assert (tmp_path / "m.csv").read_bytes() == (run / "metrics.csv").read_bytes()
-    assert json.loads((tmp_path / "i.json").read_text())["params"] == json.loads(
-        (run / "run.json").read_text())["params"]
+    assert (
+        json.loads((tmp_path / "i.json").read_text())["params"] == json.loads((run / "run.json").read_text())["params"]
+    )
 
 
 def test_a_second_run_has_nothing_to_do(completed):
@@ -134,8 +195,14 @@ FIGURES_ONLY = {"plot_run": 5, "plot_group": 3, "plot_wall_time": 1, "all": 1}
         (lambda c: c["figures"].update(dpi=50), FIGURES_ONLY),
         (lambda c: c["figures"]["formats"].append("pdf"), FIGURES_ONLY),
         (lambda c: c["figures"].update(smoothing=5), {"plot_group": 3, "all": 1}),
-        (lambda c: c["figures"].update(comparisons={"b1_vs_torch": {"runs": [
-            {"sweep": "batch_size", "batch_size": 1}, {"sweep": "torch_optim"}]}}), {"plot_group": 1, "all": 1}),
+        (
+            lambda c: c["figures"].update(
+                comparisons={
+                    "b1_vs_torch": {"runs": [{"sweep": "batch_size", "batch_size": 1}, {"sweep": "torch_optim"}]}
+                }
+            ),
+            {"plot_group": 1, "all": 1},
+        ),
         (lambda c: c["sweeps"]["batch_size"].update(title="Batch sizes, again"), {"plot_group": 1, "all": 1}),
     ],
     ids=["dpi", "format", "style", "compared-runs", "title"],
@@ -212,9 +279,19 @@ def test_lint_is_clean(workdir):
 
 def test_snakefmt_is_clean():
     files = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
-    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *map(str, files)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", *map(str, files)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("command", [["format", "--check"], ["check"]], ids=["format", "lint"])
+def test_the_python_code_is_formatted_and_lint_clean(command):
+    # ruff, configured in pyproject.toml: `ruff format` and `ruff check --fix` fix what this finds.
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", *command, "workflow", "tests", "bench"], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(
@@ -237,38 +314,75 @@ def test_a_bad_command_line_value_fails_before_any_job(workdir, override, messag
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda c: c["sweeps"]["batch_size"].update(batch_szie=[3]),
-         "Additional properties are not allowed ('batch_szie' was unexpected)"),
-        (lambda c: c["sweeps"]["batch_size"].update(batch_sizes=[0]),
-         "On instance['sweeps']['batch_size']['batch_sizes'][0]"),
+        (
+            lambda c: c["sweeps"]["batch_size"].update(batch_szie=[3]),
+            "Additional properties are not allowed ('batch_szie' was unexpected)",
+        ),
+        (
+            lambda c: c["sweeps"]["batch_size"].update(batch_sizes=[0]),
+            "On instance['sweeps']['batch_size']['batch_sizes'][0]",
+        ),
         (lambda c: c["sweeps"]["batch_size"].update(lr=0), "0 is less than or equal to the minimum of 0"),
-        (lambda c: c["sweeps"]["batch_size"].update(lr=float("inf")),
-         "sweeps.batch_size.lr=inf: must be a finite number > 0"),
-        (lambda c: c["sweeps"]["batch_size"].update(lr=float("nan")),
-         "sweeps.batch_size.lr=nan: must be a finite number > 0"),
+        (
+            lambda c: c["sweeps"]["batch_size"].update(lr=float("inf")),
+            "sweeps.batch_size.lr=inf: must be a finite number > 0",
+        ),
+        (
+            lambda c: c["sweeps"]["batch_size"].update(lr=float("nan")),
+            "sweeps.batch_size.lr=nan: must be a finite number > 0",
+        ),
         (lambda c: c["sweeps"]["batch_size"].update(iterations=0), "0 is less than the minimum of 1"),
         (lambda c: c["sweeps"]["batch_size"].update(impl="jax"), "'jax' is not one of ['scratch', 'torch']"),
-        (lambda c: c["sweeps"]["train_size"].update(train_sizes=[50, 301]),
-         "sweeps.train_size.train_sizes has 301: larger than the 300 training images"),
-        (lambda c: c["sweeps"]["batch_size"].update(train_sizes=["all"], batch_sizes=["train_size"]),
-         "sweeps.batch_size.batch_sizes='train_size' needs integer train_sizes"),
-        (lambda c: c["figures"].update(comparisons={"x": {"runs": [{"sweep": "nope"}]}}),
-         "figures.comparisons.x.runs[0]: sweep='nope' is not a sweep"),
-        (lambda c: c["figures"].update(comparisons={"x": {"runs": [{"sweep": "batch_size", "batch_size": 7}]}}),
-         "figures.comparisons.x.runs[0]: no run of sweep 'batch_size' has {'batch_size': '7'}"),
-        (lambda c: c["figures"].update(comparisons={"batch_size": {"runs": [{"sweep": "batch_size"}]}}),
-         "figures.comparisons.batch_size: the name is taken"),
+        (
+            lambda c: c["sweeps"]["train_size"].update(train_sizes=[50, 301]),
+            "sweeps.train_size.train_sizes has 301: larger than the 300 training images",
+        ),
+        (
+            lambda c: c["sweeps"]["batch_size"].update(train_sizes=["all"], batch_sizes=["train_size"]),
+            "sweeps.batch_size.batch_sizes='train_size' needs integer train_sizes",
+        ),
+        (
+            lambda c: c["figures"].update(comparisons={"x": {"runs": [{"sweep": "nope"}]}}),
+            "figures.comparisons.x.runs[0]: sweep='nope' is not a sweep",
+        ),
+        (
+            lambda c: c["figures"].update(comparisons={"x": {"runs": [{"sweep": "batch_size", "batch_size": 7}]}}),
+            "figures.comparisons.x.runs[0]: no run of sweep 'batch_size' has {'batch_size': '7'}",
+        ),
+        (
+            lambda c: c["figures"].update(comparisons={"batch_size": {"runs": [{"sweep": "batch_size"}]}}),
+            "figures.comparisons.batch_size: the name is taken",
+        ),
         # What a training job would crash on, or could not hold, is refused at planning.
         (lambda c: c["sweeps"]["batch_size"].update(batch_sizes=[10**12]), "1000000000000 is not valid under any"),
         (lambda c: c["sweeps"]["batch_size"].update(iterations=10**12), "1000000000000 is greater than the maximum"),
-        (lambda c: c["sweeps"]["torch_optim"].update(train_sizes=[20]),
-         "sweeps.torch_optim.batch_sizes has 25: impl torch draws each epoch's batches without replacement"),
-        (lambda c: c["sweeps"]["batch_size"].update(train_sizes=["all", 300]),
-         "sweeps.batch_size.train_sizes has 300: the whole training set; write all"),
+        (
+            lambda c: c["sweeps"]["torch_optim"].update(train_sizes=[20]),
+            "sweeps.torch_optim.batch_sizes has 25: impl torch draws each epoch's batches without replacement",
+        ),
+        (
+            lambda c: c["sweeps"]["batch_size"].update(train_sizes=["all", 300]),
+            "sweeps.batch_size.train_sizes has 300: the whole training set; write all",
+        ),
     ],
-    ids=["typo", "batch-0", "lr-0", "lr-inf", "lr-nan", "iterations-0", "impl", "subset-too-large",
-         "batch-train-size-all", "comparison-sweep", "comparison-no-match", "comparison-name", "batch-huge",
-         "iterations-huge", "torch-batch-above-subset", "whole-set-twice"],
+    ids=[
+        "typo",
+        "batch-0",
+        "lr-0",
+        "lr-inf",
+        "lr-nan",
+        "iterations-0",
+        "impl",
+        "subset-too-large",
+        "batch-train-size-all",
+        "comparison-sweep",
+        "comparison-no-match",
+        "comparison-name",
+        "batch-huge",
+        "iterations-huge",
+        "torch-batch-above-subset",
+        "whole-set-twice",
+    ],
 )
 def test_a_bad_config_file_fails_before_any_job(completed, tmp_path, change, message):
     workdir, _ = completed
@@ -283,8 +397,15 @@ def test_a_bad_config_file_fails_before_any_job(completed, tmp_path, change, mes
 def test_every_job_writes_a_log_and_training_logs_progress(completed):
     workdir, _ = completed
     logs = workdir / "results" / "logs"
-    expected = [f"download_mnist/{name}.log" for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                                           "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
+    expected = [
+        f"download_mnist/{name}.log"
+        for name in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    ]
     expected += ["format_mnist.log", "summarize.log", "plot_wall_time.log"]
     expected += [f"{rule}/{run}.log" for run in RUNS for rule in ("train", "plot_run")]
     expected += [f"plot_group/{sweep}.log" for sweep in ("batch_size", "train_size", "torch_optim")]

@@ -30,11 +30,6 @@ MNIST_SHA256 = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
-# The public mirrors torchvision's MNIST dataset downloads from, in its order.
-TORCHVISION_MIRRORS = [
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-]
 IMAGE_SIDE = 28
 # The largest IDX file read, decompressed: bounds what a corrupt or hostile download can allocate.
 MAX_IDX_BYTES = 1 << 30
@@ -83,8 +78,10 @@ def _read_source(location, timeout):
 def _bounded(data, what):
     """`data`, unless it is longer than MAX_IDX_BYTES: then DataError says that it `what` too much."""
     if len(data) > MAX_IDX_BYTES:
-        raise DataError(f"{what} more than {MAX_IDX_BYTES >> 20} MiB, the most this workflow reads "
-                        "of an IDX file (MNIST's largest is 45 MiB)")
+        raise DataError(
+            f"{what} more than {MAX_IDX_BYTES >> 20} MiB, the most this workflow reads "
+            "of an IDX file (MNIST's largest is 45 MiB)"
+        )
     return data
 
 
@@ -145,8 +142,7 @@ def parse_idx(data, origin="<bytes>"):
     zero, dtype, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype != _IDX_UBYTE or ndim not in (1, 3):
         raise DataError(
-            f"{origin}: bad IDX magic number 0x{data[:4].hex()}; expected 0x00000801 (labels) "
-            "or 0x00000803 (images)"
+            f"{origin}: bad IDX magic number 0x{data[:4].hex()}; expected 0x00000801 (labels) or 0x00000803 (images)"
         )
     header = 4 + 4 * ndim
     if len(data) < header:
@@ -196,9 +192,13 @@ def build_cache(train_images, train_labels, test_images, test_labels, destinatio
     hashes = {name: hashlib.sha256(content).hexdigest() for name, content in raw.items()}
     for name, expected in (sources or {}).items():
         if hashes[name] != expected:
-            raise DataError(f"{paths[name]}: SHA-256 {hashes[name]}, expected {expected}; delete it and rerun "
-                            "the workflow to fetch a verified copy")
-    x_train, y_train = _read_pair(raw["train-images-idx3-ubyte"], raw["train-labels-idx1-ubyte"], train_images, train_labels)
+            raise DataError(
+                f"{paths[name]}: SHA-256 {hashes[name]}, expected {expected}; delete it and rerun "
+                "the workflow to fetch a verified copy"
+            )
+    x_train, y_train = _read_pair(
+        raw["train-images-idx3-ubyte"], raw["train-labels-idx1-ubyte"], train_images, train_labels
+    )
     x_test, y_test = _read_pair(raw["t10k-images-idx3-ubyte"], raw["t10k-labels-idx1-ubyte"], test_images, test_labels)
     tensors = {
         "train_images": x_train,
@@ -251,6 +251,7 @@ def _locked(path):
 
 def _load_checked(path, sources):
     """The verified data set in the cache at `path`, on the CPU, or CacheError."""
+
     def refuse(problem):
         return CacheError(f"{path}: {problem}; refused it (rebuild it with: snakemake --forcerun format_mnist)")
 
@@ -267,11 +268,15 @@ def _load_checked(path, sources):
         raise refuse("a data cache without all of its tensors")
     digest = tensors_sha256(tensors)
     if digest != stored.get("sha256"):
-        raise refuse(f"damaged data cache: its tensors hash to SHA-256 {digest}, not the {stored.get('sha256')} "
-                     "they were written with")
+        raise refuse(
+            f"damaged data cache: its tensors hash to SHA-256 {digest}, not the {stored.get('sha256')} "
+            "they were written with"
+        )
     if sources is not None and stored.get("sources") != dict(sources):
-        raise refuse(f"a data cache of other files than the configured ones (built from {stored.get('sources')}, "
-                     f"configured data_sha256: {dict(sources)})")
+        raise refuse(
+            f"a data cache of other files than the configured ones (built from {stored.get('sources')}, "
+            f"configured data_sha256: {dict(sources)})"
+        )
     if tensors["train_images"].shape[1:] != (NUM_FEATURES,) or tensors["test_images"].shape[1:] != (NUM_FEATURES,):
         raise refuse(f"images are not flattened to {NUM_FEATURES} features")
     return MNIST(**tensors, sha256=digest)

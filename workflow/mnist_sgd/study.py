@@ -69,15 +69,21 @@ class TrainConfig:
             raise ConfigError("impl", self.impl, f"must be one of {list(IMPLS)}")
         if self.device not in DEVICES:
             raise ConfigError("device", self.device, f"must be one of {list(DEVICES)}")
-        for name, high in (("batch_size", MAX_BATCH_SIZE), ("iterations", MAX_ITERATIONS),
-                           ("eval_every", MAX_ITERATIONS)):
+        for name, high in (
+            ("batch_size", MAX_BATCH_SIZE),
+            ("iterations", MAX_ITERATIONS),
+            ("eval_every", MAX_ITERATIONS),
+        ):
             if not _integer(getattr(self, name), 1, high):
                 raise ConfigError(name, getattr(self, name), f"must be an integer from 1 to {high}")
         if self.train_size is not None and not _integer(self.train_size, 1, math.inf):
             raise ConfigError("train_size", self.train_size, "must be an integer >= 1, or all")
         if self.train_size is not None and num_train is not None and self.train_size > num_train:
-            raise ConfigError("train_size", self.train_size, f"larger than the {num_train} training images; "
-                              f"use a size <= {num_train}, or all")
+            raise ConfigError(
+                "train_size",
+                self.train_size,
+                f"larger than the {num_train} training images; use a size <= {num_train}, or all",
+            )
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError("lr", self.lr, "must be a finite number > 0")
         if not _integer(self.seed, 0, MAX_SEED):
@@ -85,7 +91,8 @@ class TrainConfig:
         size = self.train_size or num_train
         if self.impl == "torch" and size is not None and self.batch_size > size:
             raise ConfigError(
-                "batch_size", self.batch_size,
+                "batch_size",
+                self.batch_size,
                 f"impl torch draws each epoch's batches without replacement from the {size} training "
                 f"images, so a batch holds at most {size}; use a smaller batch size (impl scratch draws "
                 "with replacement)",
@@ -95,9 +102,13 @@ class TrainConfig:
 def run_name(config):
     """The folder name of the run `config` defines (its device is where it runs, not what it is)."""
     return RUN_PATTERN.format(
-        impl=config.impl, train_size="all" if config.train_size is None else config.train_size,
-        batch_size=config.batch_size, lr=repr(float(config.lr)), iterations=config.iterations,
-        seed=config.seed, evaluation="" if config.eval_every == 1 else f"_every{config.eval_every}",
+        impl=config.impl,
+        train_size="all" if config.train_size is None else config.train_size,
+        batch_size=config.batch_size,
+        lr=repr(float(config.lr)),
+        iterations=config.iterations,
+        seed=config.seed,
+        evaluation="" if config.eval_every == 1 else f"_every{config.eval_every}",
     )
 
 
@@ -121,8 +132,12 @@ def sweep_runs(config, name, num_train=None):
                 batch_size = train_size
             for seed in sweep.get("seeds", [0]):
                 run = TrainConfig(
-                    impl=sweep["impl"], train_size=None if train_size == "all" else train_size,
-                    batch_size=batch_size, iterations=sweep["iterations"], lr=sweep["lr"], seed=seed,
+                    impl=sweep["impl"],
+                    train_size=None if train_size == "all" else train_size,
+                    batch_size=batch_size,
+                    iterations=sweep["iterations"],
+                    lr=sweep["lr"],
+                    seed=seed,
                     eval_every=config.get("eval_every", 1),
                 )
                 try:
@@ -165,12 +180,12 @@ def parse_run(run):
     train, batch, lr, iterations, seed, *evaluation = rest.split("_")
     return {
         "impl": impl,
-        "train_size": train[len("train"):],
-        "batch_size": batch[len("batch"):],
-        "lr": lr[len("lr"):],
-        "iterations": iterations[len("it"):],
-        "seed": seed[len("seed"):],
-        "eval_every": evaluation[0][len("every"):] if evaluation else "1",
+        "train_size": train[len("train") :],
+        "batch_size": batch[len("batch") :],
+        "lr": lr[len("lr") :],
+        "iterations": iterations[len("it") :],
+        "seed": seed[len("seed") :],
+        "eval_every": evaluation[0][len("every") :] if evaluation else "1",
     }
 
 
@@ -201,9 +216,7 @@ def comparison_runs(config, name, sweeps):
         wanted = {key: str(value) for key, value in selector.items() if key != "sweep"}
         matches = [run for run in sweeps[sweep] if wanted.items() <= parse_run(run).items()]
         if not matches:
-            raise SweepError(
-                f"{where}: no run of sweep {sweep!r} has {wanted}; its runs are {sweeps[sweep]}"
-            )
+            raise SweepError(f"{where}: no run of sweep {sweep!r} has {wanted}; its runs are {sweeps[sweep]}")
         runs += [run for run in matches if run not in runs]
     return runs
 

@@ -1,17 +1,39 @@
 """One row per run: parameters, outcome, final and best accuracy, cost and provenance."""
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from .files import atomic_path
+from .records import RunInfo
 
 COLUMNS = [
-    "run", "sweeps", "status", "impl", "train_size", "batch_size", "seed", "iterations", "lr", "eval_every",
-    "iterations_done", "final_train_loss", "final_test_accuracy", "best_test_accuracy",
-    "wall_seconds", "seconds_per_iteration", "peak_rss_mb", "gpu_peak_allocated_mb",
-    "device", "device_name", "threads", "host", "slurm_job_id", "git_commit", "git_dirty", "log",
+    "run",
+    "sweeps",
+    "status",
+    "impl",
+    "train_size",
+    "batch_size",
+    "seed",
+    "iterations",
+    "lr",
+    "eval_every",
+    "iterations_done",
+    "final_train_loss",
+    "final_test_accuracy",
+    "best_test_accuracy",
+    "wall_seconds",
+    "seconds_per_iteration",
+    "peak_rss_mb",
+    "gpu_peak_allocated_mb",
+    "device",
+    "device_name",
+    "threads",
+    "host",
+    "slurm_job_id",
+    "git_commit",
+    "git_dirty",
+    "log",
 ]
 
 
@@ -22,21 +44,33 @@ def run_name(info_path):
 
 
 def summary_row(info, run, sweeps=()):
-    """Flatten one run's info JSON into a summary row."""
-    params, resolved = info["params"], info["resolved"]
+    """Flatten one run's RunInfo into a summary row."""
     return {
         "run": run,
         "sweeps": ";".join(sweeps),
-        "status": info["status"],
-        **{key: params[key] for key in ("impl", "batch_size", "seed", "iterations", "lr", "eval_every")},
-        "train_size": resolved["train_size"],
-        **{key: info[key] for key in (
-            "iterations_done", "final_train_loss", "final_test_accuracy", "best_test_accuracy", "wall_seconds",
-            "seconds_per_iteration", "peak_rss_mb", "gpu_peak_allocated_mb", "device_name", "host",
-            "slurm_job_id", "git_commit", "git_dirty",
-        )},
-        "device": resolved["device"],
-        "threads": resolved["threads"],
+        "status": info.status,
+        **{key: getattr(info.params, key) for key in ("impl", "batch_size", "seed", "iterations", "lr", "eval_every")},
+        "train_size": info.resolved.train_size,
+        **{
+            key: getattr(info, key)
+            for key in (
+                "iterations_done",
+                "final_train_loss",
+                "final_test_accuracy",
+                "best_test_accuracy",
+                "wall_seconds",
+                "seconds_per_iteration",
+                "peak_rss_mb",
+                "gpu_peak_allocated_mb",
+                "device_name",
+                "host",
+                "slurm_job_id",
+                "git_commit",
+                "git_dirty",
+            )
+        },
+        "device": info.resolved.device,
+        "threads": info.resolved.threads,
     }
 
 
@@ -52,12 +86,18 @@ def summarize(info_paths, sweeps_by_run=None, log_paths=None):
         run = run_name(path)
         sweeps = sweeps_by_run.get(run, ())
         if Path(path).exists():
-            rows.append(summary_row(json.loads(Path(path).read_text()), run, sweeps))
+            rows.append(summary_row(RunInfo.read(path), run, sweeps))
             continue
         log = log_paths[i] if log_paths else None
         failed = log is not None and Path(log).exists()
-        rows.append({"run": run, "sweeps": ";".join(sweeps), "status": "failed" if failed else "missing",
-                     "log": log if failed else None})
+        rows.append(
+            {
+                "run": run,
+                "sweeps": ";".join(sweeps),
+                "status": "failed" if failed else "missing",
+                "log": log if failed else None,
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

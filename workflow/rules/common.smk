@@ -68,11 +68,25 @@ REPORT_FORMAT = next((ext for ext in ("png", "svg") if ext in FORMATS), FORMATS[
 
 
 def count_gpus():
-    """NVIDIA GPUs on this machine, without importing torch (0 when nvidia-smi is absent)."""
+    """NVIDIA GPUs on this machine, without importing torch (0 when nvidia-smi is absent, fails or
+    hangs: planning runs at every start of the workflow, and of each job on a cluster).
+    """
     if shutil.which("nvidia-smi") is None:
         return 0
-    listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
-    return listing.stdout.count("GPU ") if listing.returncode == 0 else 0
+    try:
+        listing = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        print(f"warning: nvidia-smi -L: {error}; counting no GPU", file=sys.stderr)
+        return 0
+    if listing.returncode != 0:
+        print(
+            f"warning: nvidia-smi -L failed ({listing.stderr.strip()}); counting no GPU",
+            file=sys.stderr,
+        )
+        return 0
+    return listing.stdout.count("GPU ")
 
 
 # auto and cuda runs ask for a GPU when this machine has one (a cluster profile sets it per job).
@@ -155,6 +169,11 @@ def figure(path, caption, category, subcategory=None, labels=None):
         labels=labels,
     )
     return files
+
+
+def idx_file(name):
+    """Where rule download_mnist writes IDX file `name`."""
+    return rules.download_mnist.output[0].format(idx_file=name)
 
 
 def run_files(runs, name):

@@ -17,10 +17,10 @@ rule download_mnist:
 
 rule format_mnist:
     input:
-        train_images="results/data/raw/train-images-idx3-ubyte",
-        train_labels="results/data/raw/train-labels-idx1-ubyte",
-        test_images="results/data/raw/t10k-images-idx3-ubyte",
-        test_labels="results/data/raw/t10k-labels-idx1-ubyte",
+        train_images=idx_file("train-images-idx3-ubyte"),
+        train_labels=idx_file("train-labels-idx1-ubyte"),
+        test_images=idx_file("t10k-images-idx3-ubyte"),
+        test_labels=idx_file("t10k-labels-idx1-ubyte"),
     output:
         cache="results/data/mnist.pt",
     log:

@@ -4,8 +4,8 @@
 
 rule plot_run:
     input:
-        metrics=f"results/runs/{RUN}/metrics.csv",
-        info=f"results/runs/{RUN}/run.json",
+        metrics=rules.train.output.metrics,
+        info=rules.train.output.info,
     output:
         figure(
             f"results/figures/runs/{RUN}.{{ext}}",

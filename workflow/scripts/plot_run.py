@@ -1,6 +1,5 @@
 """Rule plot_run: loss and accuracy curves of one run."""
 
-import json
 import sys
 from pathlib import Path
 
@@ -8,6 +7,8 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from mnist_sgd.plots import plot_run, read_metrics  # noqa: E402
+from mnist_sgd.records import RunInfo  # noqa: E402
 
-info = json.loads(Path(snakemake.input.info).read_text())
-plot_run(read_metrics(snakemake.input.metrics), info, snakemake.output, snakemake.params.dpi)
+plot_run(
+    read_metrics(snakemake.input.metrics), RunInfo.read(snakemake.input.info), snakemake.output, snakemake.params.dpi
+)

@@ -9,8 +9,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from mnist_sgd.study import RUN_PATTERN, run_config  # noqa: E402
 from mnist_sgd.train import run  # noqa: E402
 
-# The run's name says what it computes; the device, read from the config rather than passed as a
-# rule parameter, says only where: changing it must not retrain (or delete) finished runs.
+# The run's name says what it computes; the device and CUDA graphs, read from the config rather than
+# passed as rule parameters, say only how: changing them must not retrain (or delete) finished runs.
 config = run_config(RUN_PATTERN.format(**snakemake.wildcards), device=snakemake.config["device"])
 run(
     snakemake.input.data,
@@ -18,6 +18,7 @@ run(
     snakemake.output.info,
     config,
     threads=snakemake.threads,
+    cuda_graphs=snakemake.config["cuda_graphs"],
     data_sources=snakemake.config["data_sha256"],
     rebuild_from=snakemake.params.idx_files,
     log=lambda message: print(message, file=sys.stderr),

@@ -1,0 +1,113 @@
+"""The records a run leaves: its metrics CSV and its `run.json` (`RunInfo`).
+
+The training job writes them (`mnist_sgd.train.run` fills a RunInfo); the summary and the figures read
+them through this module, which alone knows their columns and keys. Nothing here imports torch, so
+that summary and figure jobs start fast.
+"""
+
+import dataclasses
+import json
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .files import atomic_path, write_text_atomic
+from .study import TrainConfig
+
+METRIC_COLUMNS = ("iteration", "train_loss", "test_accuracy")
+
+
+def write_metrics(path, result):
+    """Write a run's per-iteration CSV atomically; accuracy is empty where it was not evaluated."""
+    accuracy = result.test_accuracy
+    lines = [",".join(METRIC_COLUMNS)]
+    for i, (loss, acc) in enumerate(zip(result.train_loss.tolist(), accuracy.tolist())):
+        lines.append(f"{i + 1},{loss!r},{'' if np.isnan(acc) else repr(acc)}")
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What the run's settings became where it ran."""
+
+    train_size: int  # images trained on (`params.train_size` None: all of them)
+    device: str  # e.g. "cpu", "cuda:0"
+    threads: int  # CPU threads torch used
+    cuda_graphs: bool  # whether chunks ran as CUDA graph replays to the end
+    cuda_graphs_error: Optional[str] = None  # why they stopped, where capture failed
+    device_index: Optional[int] = None  # the CUDA device's index among the visible ones
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """`run.json`: what a run was (`params`), how it ended, where it ran, at what cost, and what made it."""
+
+    params: TrainConfig
+    resolved: Resolved
+    status: str  # "ok" or "diverged"
+    diverged_at_iteration: Optional[int]  # 1-based: the first row with a non-finite loss
+    iterations_done: int
+    final_train_loss: Optional[float]  # None when it is not finite
+    final_test_accuracy: float  # the last evaluated iteration's
+    best_test_accuracy: float
+    device_name: str  # the GPU's or the CPU's model
+    git_commit: Optional[str]
+    git_dirty: Optional[bool]  # tracked files differed from the commit
+    versions: dict
+    host: str
+    slurm_job_id: Optional[str]
+    setup_seconds: float  # start-up, device and data loading
+    wall_seconds: float  # the training loop, evaluation included
+    seconds_per_iteration: float
+    peak_rss_mb: float
+    gpu_peak_allocated_mb: Optional[float]
+    data_sha256: Optional[str] = None  # of the cached tensors it trained on (mnist_sgd.data.tensors_sha256)
+
+    @property
+    def diverged(self):
+        return self.status == "diverged"
+
+    def write(self, path):
+        """Write the record as JSON, atomically."""
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, path):
+        """The record in the `run.json` at `path`."""
+        fields = json.loads(Path(path).read_text())
+        return cls(**{**fields, "params": TrainConfig(**fields["params"]), "resolved": Resolved(**fields["resolved"])})
+
+
+def git_state(path=Path(__file__).resolve().parents[2]):
+    """(commit, dirty) of the git checkout holding this code, or (None, None) outside one.
+
+    `dirty` is True when a tracked file differs from the commit (results/ is ignored, untracked files
+    are not counted).
+    """
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=30)
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        if commit.returncode != 0:
+            return None, None
+        return commit.stdout.strip(), bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+    except (OSError, subprocess.TimeoutExpired):
+        return None, None
+
+
+def cpu_name():
+    """The CPU model (platform.processor() is empty on most Linux systems)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
