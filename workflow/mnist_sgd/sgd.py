@@ -1,7 +1,9 @@
 """The study's training math: the two update rules, batch sampling and blocked test accuracy.
 
-The from-scratch SGD (`ScratchSGD`) and the torch.optim version (`TorchSGD`) differ only in their
-update step; everything else (data, batches, evaluation, output) is shared by the training loop.
+The from-scratch SGD (`ScratchSGD`) and the torch.optim version (`TorchSGD`) differ in their update
+step, in the scale of their loss (`MSELoss` also averages over the 10 outputs, so its gradient is 2/10
+of the from-scratch one) and in how batches are drawn (`SAMPLERS`: with replacement, or shuffled
+epochs); data, evaluation and output are shared by the training loop.
 """
 
 import numpy as np
@@ -32,34 +34,58 @@ class ScratchSGD:
         self.weight = torch.zeros(self.features.numel(), NUM_CLASSES, device=images.device)
 
     def step(self, batch):
-        """Update W with the batch of row indices `batch`; return its loss at the weights before the update."""
-        batch_size, num_rows = batch.numel(), self.images.shape[0]
-        if 3 * batch_size > 2 * num_rows:
-            # The batch covers most rows (with repeats): weighting every row by how often it was drawn
-            # reads the training set twice, where gathering a copy of the batch reads it three times.
-            # index_add_, not bincount: bincount's output size depends on the data, a device sync.
-            counts = self.images.new_zeros(num_rows).index_add_(0, batch, self.images.new_ones(batch_size))
-            images, targets_t = self.images, self.targets_t
+        """One SGD step on the batch of row indices `batch`; return its loss at the weights before it.
+
+        The plain formula (as `mnist_sgd.reference.reference_train` computes it, on every pixel):
+
+            R = X_b W - Y_b;   loss = 0.5 * ||R||^2 / b;   W <- W - lr * X_b^T R / b
+
+        with X_b, Y_b the batch's rows (repeats counted). Here W covers only `features`, and the two
+        products are done in the layouts BLAS is fastest at (see `_residual_and_gradient`).
+        """
+        batch_size = batch.numel()
+        if 3 * batch_size > 2 * self.images.shape[0]:
+            squared_norm, gradient_t = self._weighted_rows(batch)
         else:
-            counts = None
-            # index_select: the same rows as images[batch], 6x faster on the CPU here.
-            images, targets_t = self.images.index_select(0, batch), self.targets_t.index_select(1, batch)
-        # On the CPU a weighted pass goes through the rows in cache-sized blocks, so that each block is
-        # read from memory once per step (for both products), not twice: 1.8x faster here.
-        block_rows = ROW_BLOCK if counts is not None and images.device.type == "cpu" else images.shape[0]
-        losses, gradients_t = [], []
-        for start in range(0, images.shape[0], block_rows):
+            squared_norm, gradient_t = self._gathered_rows(batch)
+        self.weight.sub_(gradient_t.T, alpha=self.lr / batch_size)  # W <- W - lr * X^T R / b
+        return squared_norm * (0.5 / batch_size)
+
+    def _gathered_rows(self, batch):
+        """||R||^2 and (X_b^T R)^T from a copy of the batch's rows: the path for batches smaller than
+        two thirds of the training set."""
+        # index_select: the same rows as images[batch], 6x faster on the CPU here.
+        images, targets_t = self.images.index_select(0, batch), self.targets_t.index_select(1, batch)
+        residual_t = self._residual_t(images, targets_t)
+        return (residual_t * residual_t).sum(), residual_t @ images
+
+    def _weighted_rows(self, batch):
+        """||R||^2 and (X_b^T R)^T without copying the batch: every row of the training set weighted by
+        how often the batch drew it (c_i), since sum over the batch = sum over rows of c_i * (row term).
+
+        A batch that covers most rows (with repeats) reads the training set twice this way, where a copy
+        would read it three times. On the CPU the rows go in cache-sized blocks, so that each block is
+        read from memory once for both products (1.8x faster here).
+        """
+        num_rows = self.images.shape[0]
+        # index_add_, not bincount: bincount's output size depends on the data, a device sync.
+        counts = self.images.new_zeros(num_rows).index_add_(0, batch, self.images.new_ones(batch.numel()))
+        block_rows = ROW_BLOCK if self.images.device.type == "cpu" else num_rows
+        squared_norms, gradients_t = [], []
+        for start in range(0, num_rows, block_rows):
             rows = slice(start, start + block_rows)
-            block = images[rows]
-            # The residual transposed, r^T = W^T X^T - Y^T, and the gradient transposed, r^T X: the
-            # layouts BLAS is fastest at for these skinny products (3x and 6x here), in few kernels.
-            residual_t = torch.addmm(targets_t[:, rows], self.weight.T, block.T, beta=-1)
-            weighted_t = residual_t if counts is None else residual_t * counts[rows]
-            losses.append((residual_t * weighted_t).sum())
+            block = self.images[rows]
+            residual_t = self._residual_t(block, self.targets_t[:, rows])
+            weighted_t = residual_t * counts[rows]
+            squared_norms.append((residual_t * weighted_t).sum())
             gradients_t.append(weighted_t @ block)
-        loss, gradient_t = _total(losses), _total(gradients_t)
-        self.weight.sub_(gradient_t.T, alpha=self.lr / batch_size)  # W <- W - lr * X^T r / b
-        return loss * (0.5 / batch_size)
+        return _total(squared_norms), _total(gradients_t)
+
+    def _residual_t(self, images, targets_t):
+        """R^T = W^T X^T - Y^T for the rows `images` (targets transposed): residuals are kept transposed,
+        and so is the gradient (R^T X), the layouts BLAS is fastest at for these skinny products (3x and
+        6x here), in few kernels."""
+        return torch.addmm(targets_t, self.weight.T, images.T, beta=-1)
 
 
 def _total(parts):
@@ -157,6 +183,10 @@ class AccuracyRecorder:
 
     def _settled(self, snapshots):
         """Images whose argmax is the same, exactly, under every snapshot; and how many of them are right.
+
+        The plain computation (`mnist_sgd.reference.seed_correct`, once per snapshot) is
+        argmax_c (x W_t)[c] == label for every test image x and snapshot W_t. An image whose argmax
+        provably cannot change within the chunk is scored once, under the middle snapshot:
 
         With W_t = W_m + D_t (W_m the middle snapshot), each logit moves by |x . D_t[:, c]| <=
         |x| |D_t[:, c]|, so a prediction whose margin under W_m exceeds twice the largest move, plus
