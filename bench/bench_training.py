@@ -1,11 +1,11 @@
-"""Time the training program against the plain reference of the seed's algorithm, run for run.
+"""Time the training program against the plain reference of the original study's algorithm, run for run.
 
     python bench/bench_training.py [--device cpu|cuda|auto] [--threads N] [--iterations N] [--runs ...]
                                    [--no-reference] [--no-cuda-graphs]
 
 For every run of the study (config/config.yaml), in one process and on the same data: trains with
 `mnist_sgd.train.train` and with `mnist_sgd.reference.reference_train` (per-iteration evaluation,
-the seed's formulas), checks that both give the same curves, and prints the times, their ratio, and
+the original study's formulas), checks that both give the same curves, and prints the times, their ratio, and
 the share of the machine's large-GEMM rate (measured first, in the same run) that the program's
 arithmetic reaches.
 """
@@ -48,7 +48,7 @@ def gemm_gflops(device, repeats=10):
 
 
 def needed_gflop(config, train_size, test_size):
-    """Multiply-adds (x2) the seed's algorithm performs: one test evaluation and one gradient per iteration."""
+    """Multiply-adds (x2) the original study's algorithm performs: one test evaluation and one gradient per iteration."""
     batch = config.batch_size
     per_iteration = 2 * test_size * NUM_FEATURES * NUM_CLASSES + 2 * 2 * batch * NUM_FEATURES * NUM_CLASSES
     return per_iteration * config.iterations / 1e9

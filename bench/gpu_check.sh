@@ -32,7 +32,7 @@ for name, digest in MNIST_SHA256.items():
 build_cache(*(raw / name for name in MNIST_SHA256), sys.argv[2])
 PY
 echo "== tests"
-python3 -m pytest -q -p no:cacheprovider -o addopts= -rfEs tests/test_gpu.py tests/test_sgd.py tests/test_train.py tests/test_data.py tests/test_study.py 2>&1 | tail -25
+python3 -m pytest -q -p no:cacheprovider -o addopts= -rfEs tests/test_gpu.py tests/test_gpus.py tests/test_sgd.py tests/test_train.py tests/test_data.py 2>&1 | tail -25
 echo "== one run through the program's command line, device auto"
 TIMEFORMAT="%R s wall (process, CUDA start-up, data load, training, output)"
 time python3 -m mnist_sgd.train --data "$out/mnist.pt" --metrics "$out/m.csv" --info "$out/i.json" --batch-size 1 2>&1 | tail -3

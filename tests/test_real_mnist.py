@@ -13,9 +13,9 @@ pytestmark = [
     pytest.mark.skipif(not (REAL_MNIST / "SHA256SUMS").exists(), reason=f"no MNIST in {REAL_MNIST}"),
 ]
 
-# Final test accuracy after 6000 iterations, from the seed's notebook and our runs of its code. A
+# Final test accuracy after 6000 iterations, from the original study's notebook (docs/study.md) and our runs of its code. A
 # 100-image subset depends strongly on which images are drawn: 0.65-0.71 over seeds 0-7 here, 0.698
-# in the seed's notebook; hence its wider band.
+# in the original notebook; hence its wider band.
 BANDS = {
     "scratch/trainall_batch1_lr0.001_it6000_seed0": (0.80, 0.86),
     "scratch/trainall_batch10_lr0.001_it6000_seed0": (0.84, 0.87),

@@ -86,7 +86,7 @@ def _accuracy_points(metrics):
 
 
 def plot_run(metrics, info, paths, dpi=150):
-    """The seed's side-by-side figure: loss and test accuracy vs. iteration for one run (`info`: its RunInfo)."""
+    """The original study's side-by-side figure: loss and test accuracy vs. iteration for one run (`info`: its RunInfo)."""
     fig, loss_ax, acc_ax = _curve_axes(describe_run(info))
     loss_ax.plot(metrics["iteration"], _finite_loss(metrics), linewidth=0.6)
     acc_ax.plot(*_accuracy_points(metrics), linewidth=0.8)

@@ -1,6 +1,6 @@
-"""A plain reference of the seed's algorithms, kept for tests and benchmarks.
+"""A plain reference of the original study's algorithms, kept for tests and benchmarks.
 
-It uses the seed's formulas as written (per-iteration test evaluation, `torch.linalg.norm` loss, a
+It uses the original study's formulas as written (per-iteration test evaluation, `torch.linalg.norm` loss, a
 new weight tensor every step) and the same subset and batches as `mnist_sgd.train`, so the two must
 produce the same curves: loss within float tolerance, accuracy identical except where two classes
 tie to rounding.
@@ -17,25 +17,25 @@ from .train import RunResult, seeded_generator, training_set
 
 
 def seed_gradient(data, label, weight):
-    """X^T (XW - Y) / b, as the seed writes it."""
+    """X^T (XW - Y) / b, as the original study writes it."""
     return torch.matmul(torch.t(data), torch.matmul(data, weight) - label) / data.size(0)
 
 
 def seed_loss(data, label, weight):
-    """0.5 * ||Y - XW||^2 / b, as the seed writes it."""
+    """0.5 * ||Y - XW||^2 / b, as the original study writes it."""
     inner = label - torch.matmul(data, weight)
     norm = torch.linalg.norm(inner)
     return 0.5 * (norm**2) / data.size(0)
 
 
 def seed_correct(data, label, weight):
-    """Number of rows whose argmax prediction equals the label (the seed's _acc before dividing)."""
+    """Number of rows whose argmax prediction equals the label (the original study's _acc before dividing)."""
     preds = torch.matmul(data, weight)
     return torch.sum((label == torch.argmax(preds, dim=1)).int())
 
 
 def reference_train(data, config):
-    """Train like the seed (Task 2 for impl=scratch, Task 6 for impl=torch) on the program's batches."""
+    """Train like the original study (Task 2 for impl=scratch, Task 6 for impl=torch) on the program's batches."""
     generator = seeded_generator(config.seed)
     images, targets = training_set(data, config.train_size, generator)
     device = images.device

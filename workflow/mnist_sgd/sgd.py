@@ -20,7 +20,7 @@ ROW_BLOCK = 1024
 
 
 class ScratchSGD:
-    """The seed's from-scratch minibatch SGD on the least-squares loss; W starts at zero.
+    """The original study's from-scratch minibatch SGD (its Task 2) on the least-squares loss; W starts at zero.
 
     `weight` holds the rows of W for the pixels in `features`; W's other rows are zero throughout.
     """
@@ -94,7 +94,7 @@ def _total(parts):
 
 
 class TorchSGD:
-    """The seed's Task 6: nn.Linear(784, 10, bias=False) zero-initialised, MSELoss, torch.optim.SGD."""
+    """The original study's Task 6: nn.Linear(784, 10, bias=False) zero-initialised, MSELoss, torch.optim.SGD."""
 
     def __init__(self, images, targets, lr):
         self.images, self.targets = images, targets
@@ -127,7 +127,7 @@ UPDATERS = {"scratch": ScratchSGD, "torch": TorchSGD}
 
 
 def uniform_batches(num_samples, batch_size, iterations, generator):
-    """Yield (indices, batch sizes): batches drawn uniformly with replacement, as the seed's scratch SGD."""
+    """Yield (indices, batch sizes): batches drawn uniformly with replacement, as the original study's scratch SGD."""
     per_block = max(1, SAMPLE_BLOCK_ELEMENTS // batch_size)
     for start in range(0, iterations, per_block):
         count = min(per_block, iterations - start)

@@ -18,7 +18,7 @@ MAX_ITERATIONS = 10_000_000
 MAX_SEED = 2**63 - 1
 
 # One folder per run under results/runs/; its name says what the run is. `evaluation` is empty when
-# every iteration is evaluated (the seed's way, and every default run) and `_every<N>` otherwise.
+# every iteration is evaluated (the original study's way, and every default run) and `_every<N>` otherwise.
 RUN_PATTERN = "{impl}/train{train_size}_batch{batch_size}_lr{lr}_it{iterations}_seed{seed}{evaluation}"
 # What each field of RUN_PATTERN matches: the workflow's wildcard constraints.
 RUN_WILDCARDS = {

@@ -1,0 +1,18 @@
+"""The documentation's links lead somewhere: every relative link in README.md and docs/ names a file."""
+
+import re
+
+import pytest
+
+from conftest import REPO
+
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_every_relative_link_names_an_existing_file(page):
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text())
+    relative = [link for link in links if "://" not in link]
+    assert relative or page.name != "README.md"
+    for link in relative:
+        assert (page.parent / link).exists(), f"{page.name} links to {link}, which does not exist"
