@@ -81,6 +81,43 @@ def make_workdir(root, sweeps, figures=None, num_train=300, num_test=100):
     return root
 
 
+def sweep(**values):
+    """A small sweep: one from-scratch run on all the training images, batch 10, 40 iterations, unless
+    `values` say otherwise."""
+    return {
+        "impl": "scratch",
+        "train_sizes": ["all"],
+        "batch_sizes": [10],
+        "iterations": 40,
+        "lr": 0.01,
+        "seeds": [0],
+        **values,
+    }
+
+
+def train_directly(workdir, metrics, *options):
+    """Run the training program itself, as a user would, on `workdir`'s data cache, with one thread."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mnist_sgd.train",
+            "--data",
+            str(workdir / "results" / "data" / "mnist.pt"),
+            "--metrics",
+            str(metrics),
+            "--info",
+            str(metrics.with_suffix(".json")),
+            "--threads",
+            "1",
+            *options,
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
+    )
+
+
 def snakemake(workdir, *args, timeout=600):
     """Run the snakemake CLI in `workdir`; return the completed process (stdout and stderr merged)."""
     return subprocess.run(

@@ -11,24 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import job_stats, make_workdir, snakemake
+from conftest import job_stats, make_workdir, snakemake, sweep, train_directly
 
 OK = "scratch/trainall_batch10_lr0.01_it40_seed0"
 DIVERGED = "scratch/trainall_batch10_lr1000.0_it300_seed0"
 FAILED = "scratch/train400_batch400_lr0.01_it40_seed0"  # more images than the 300 there are
 LONG = "scratch/trainall_batch10_lr0.01_it50000_seed0"
-
-
-def sweep(**values):
-    return {
-        "impl": "scratch",
-        "train_sizes": ["all"],
-        "batch_sizes": [10],
-        "iterations": 40,
-        "lr": 0.01,
-        "seeds": [0],
-        **values,
-    }
 
 
 def test_keep_going_finishes_every_other_run_and_the_partial_summary_says_what_failed(tmp_path):
@@ -86,18 +74,20 @@ def wait_for(condition, what, timeout=120, poll=0.1):
         time.sleep(poll)
 
 
-def training_processes(workdir):
-    """PIDs of the training jobs Snakemake runs in `workdir` (its copies of the rule script)."""
+def training_process(workdir, log):
+    """PID of the training job Snakemake runs in `workdir` (a copy of the rule script) that writes `log`."""
     scripts = f"{workdir}/.snakemake/scripts/"
     pids = []
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes().decode(errors="replace")
+            if scripts in command and command.rstrip("\0").endswith(".train.py"):
+                if any(fd.resolve() == log.resolve() for fd in (entry / "fd").iterdir()):
+                    pids.append(int(entry.name))
         except OSError:
             continue
-        if scripts in command and command.rstrip("\0").endswith(".train.py"):
-            pids.append(int(entry.name))
-    return pids
+    [pid] = pids
+    return pid
 
 
 @pytest.mark.parametrize("how", ["SIGTERM to the job", "SIGKILL to the job", "SIGKILL to every process"])
@@ -121,7 +111,7 @@ def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(t
             "the long run's progress",
             poll=0.002,
         )
-        [job] = training_processes(workdir)
+        job = training_process(workdir, long_log)
         os.kill(job, signal.SIGSTOP)
         assert not (runs / LONG / "run.json").exists()
         wait_for(lambda: (runs / OK / "run.json").exists(), "the quick run")
@@ -154,28 +144,5 @@ def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(t
     assert not list((runs / LONG).glob(".*.tmp"))
 
     direct = tmp_path / "direct.csv"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mnist_sgd.train",
-            "--data",
-            str(workdir / "results/data/mnist.pt"),
-            "--metrics",
-            str(direct),
-            "--info",
-            str(tmp_path / "direct.json"),
-            "--batch-size",
-            "10",
-            "--iterations",
-            "50000",
-            "--lr",
-            "0.01",
-            "--threads",
-            "1",
-        ],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "PYTHONPATH": str(workdir / "workflow")},
-    )
+    train_directly(workdir, direct, "--batch-size", "10", "--iterations", "50000", "--lr", "0.01")
     assert (runs / LONG / "metrics.csv").read_bytes() == direct.read_bytes()

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, job_stats, make_workdir, snakemake
+from conftest import REPO, job_stats, make_workdir, snakemake, sweep
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 pytestmark = [
@@ -26,30 +26,9 @@ pytestmark = [
     ),
 ]
 SWEEPS = {
-    "batch_size": {
-        "impl": "scratch",
-        "train_sizes": ["all"],
-        "batch_sizes": [10],
-        "iterations": 40,
-        "lr": 0.01,
-        "seeds": [0],
-    },
-    "train_size": {
-        "impl": "scratch",
-        "train_sizes": [50],
-        "batch_sizes": ["train_size"],
-        "iterations": 40,
-        "lr": 0.01,
-        "seeds": [0],
-    },
-    "torch_optim": {
-        "impl": "torch",
-        "train_sizes": ["all"],
-        "batch_sizes": [25],
-        "iterations": 40,
-        "lr": 0.05,
-        "seeds": [1],
-    },
+    "batch_size": sweep(),
+    "train_size": sweep(train_sizes=[50], batch_sizes=["train_size"]),
+    "torch_optim": sweep(impl="torch", batch_sizes=[25], lr=0.05, seeds=[1]),
 }
 RUNS = [
     "scratch/trainall_batch10_lr0.01_it40_seed0",

@@ -2,7 +2,6 @@
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -11,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, job_stats, make_workdir, snakemake
+from conftest import REPO, job_stats, make_workdir, snakemake, sweep, train_directly
 
 RUNS = [
     "scratch/trainall_batch1_lr0.01_it40_seed0",
@@ -23,32 +22,9 @@ RUNS = [
 
 
 SWEEPS = {
-    "batch_size": {
-        "title": "Batch sizes",
-        "impl": "scratch",
-        "train_sizes": ["all"],
-        "batch_sizes": [1, 10],
-        "iterations": 40,
-        "lr": 0.01,
-        "seeds": [0],
-    },
-    "train_size": {
-        "title": "Subsets",
-        "impl": "scratch",
-        "train_sizes": [50, 100],
-        "batch_sizes": ["train_size"],
-        "iterations": 40,
-        "lr": 0.01,
-        "seeds": [0],
-    },
-    "torch_optim": {
-        "impl": "torch",
-        "train_sizes": ["all"],
-        "batch_sizes": [25],
-        "iterations": 40,
-        "lr": 0.05,
-        "seeds": [1],
-    },
+    "batch_size": sweep(title="Batch sizes", batch_sizes=[1, 10]),
+    "train_size": sweep(title="Subsets", train_sizes=[50, 100], batch_sizes=["train_size"]),
+    "torch_optim": sweep(impl="torch", batch_sizes=[25], lr=0.05, seeds=[1]),
 }
 
 
@@ -98,20 +74,10 @@ def test_summary_has_one_row_per_run_matching_its_metrics(completed):
     workdir, _ = completed
     summary = pd.read_csv(workdir / "results" / "summary.csv")
     assert summary["run"].tolist() == RUNS
-    required = [
-        "impl",
-        "train_size",
-        "batch_size",
-        "seed",
-        "iterations",
-        "lr",
-        "final_train_loss",
-        "final_test_accuracy",
-        "best_test_accuracy",
-        "wall_seconds",
-        "seconds_per_iteration",
-        "device",
-    ]
+    required = (
+        "impl train_size batch_size seed iterations lr final_train_loss final_test_accuracy best_test_accuracy "
+        "wall_seconds seconds_per_iteration device"
+    ).split()
     assert set(required) <= set(summary.columns)
     assert summary["train_size"].tolist() == [300, 300, 50, 100, 300]
     assert summary["batch_size"].tolist() == [1, 10, 50, 100, 25]
@@ -130,33 +96,19 @@ def test_summary_has_one_row_per_run_matching_its_metrics(completed):
 def test_a_run_through_the_workflow_equals_the_program_run_directly(completed, tmp_path):
     workdir, _ = completed
     run = workdir / "results" / "runs" / RUNS[2]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mnist_sgd.train",
-            "--data",
-            str(workdir / "results/data/mnist.pt"),
-            "--metrics",
-            str(tmp_path / "m.csv"),
-            "--info",
-            str(tmp_path / "i.json"),
-            "--train-size",
-            "50",
-            "--batch-size",
-            "50",
-            "--iterations",
-            "40",
-            "--lr",
-            "0.01",
-            "--seed",
-            "0",
-            "--threads",
-            "1",
-        ],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
+    train_directly(
+        workdir,
+        tmp_path / "m.csv",
+        "--train-size",
+        "50",
+        "--batch-size",
+        "50",
+        "--iterations",
+        "40",
+        "--lr",
+        "0.01",
+        "--seed",
+        "0",
     )
     assert (tmp_path / "m.csv").read_bytes() == (run / "metrics.csv").read_bytes()
     assert (

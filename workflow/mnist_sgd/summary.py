@@ -44,34 +44,10 @@ def run_name(info_path):
 
 
 def summary_row(info, run, sweeps=()):
-    """Flatten one run's RunInfo into a summary row."""
-    return {
-        "run": run,
-        "sweeps": ";".join(sweeps),
-        "status": info.status,
-        **{key: getattr(info.params, key) for key in ("impl", "batch_size", "seed", "iterations", "lr", "eval_every")},
-        "train_size": info.resolved.train_size,
-        **{
-            key: getattr(info, key)
-            for key in (
-                "iterations_done",
-                "final_train_loss",
-                "final_test_accuracy",
-                "best_test_accuracy",
-                "wall_seconds",
-                "seconds_per_iteration",
-                "peak_rss_mb",
-                "gpu_peak_allocated_mb",
-                "device_name",
-                "host",
-                "slurm_job_id",
-                "git_commit",
-                "git_dirty",
-            )
-        },
-        "device": info.resolved.device,
-        "threads": info.resolved.threads,
-    }
+    """Flatten one run's RunInfo into a summary row (the COLUMNS it has): its parameters, as resolved
+    where they ran (`train_size` a number, `device` the one used), and its outcome, cost and provenance."""
+    fields = {name: value for name, value in vars(info).items() if name not in ("params", "resolved")}
+    return {"run": run, "sweeps": ";".join(sweeps), **vars(info.params), **vars(info.resolved), **fields}
 
 
 def summarize(info_paths, sweeps_by_run=None, log_paths=None):
