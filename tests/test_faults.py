@@ -144,5 +144,5 @@ def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(t
     assert not list((runs / LONG).glob(".*.tmp"))
 
     direct = tmp_path / "direct.csv"
-    train_directly(workdir, direct, "--batch-size", "10", "--iterations", "50000", "--lr", "0.01")
+    train_directly(workdir, direct, *"--batch-size 10 --iterations 50000 --lr 0.01".split())
     assert (runs / LONG / "metrics.csv").read_bytes() == direct.read_bytes()

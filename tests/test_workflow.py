@@ -1,7 +1,6 @@
 """End to end: the real `snakemake` CLI on a copy of the workflow and a small MNIST the test writes."""
 
 import base64
-import json
 import subprocess
 import sys
 import zipfile
@@ -11,6 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO, job_stats, make_workdir, snakemake, sweep, train_directly
+from mnist_sgd.records import RunInfo
 
 RUNS = [
     "scratch/trainall_batch1_lr0.01_it40_seed0",
@@ -96,24 +96,10 @@ def test_summary_has_one_row_per_run_matching_its_metrics(completed):
 def test_a_run_through_the_workflow_equals_the_program_run_directly(completed, tmp_path):
     workdir, _ = completed
     run = workdir / "results" / "runs" / RUNS[2]
-    train_directly(
-        workdir,
-        tmp_path / "m.csv",
-        "--train-size",
-        "50",
-        "--batch-size",
-        "50",
-        "--iterations",
-        "40",
-        "--lr",
-        "0.01",
-        "--seed",
-        "0",
-    )
+    options = "--train-size 50 --batch-size 50 --iterations 40 --lr 0.01 --seed 0".split()
+    train_directly(workdir, tmp_path / "m.csv", *options)
     assert (tmp_path / "m.csv").read_bytes() == (run / "metrics.csv").read_bytes()
-    assert (
-        json.loads((tmp_path / "i.json").read_text())["params"] == json.loads((run / "run.json").read_text())["params"]
-    )
+    assert RunInfo.read(tmp_path / "m.json").params == RunInfo.read(run / "run.json").params
 
 
 def test_a_second_run_has_nothing_to_do(completed):
