@@ -3,8 +3,10 @@
     python bench/bench_workflow.py [--mnist ../shared/mnist] [--cores 2] [--keep DIR] [-- SNAKEMAKE ARGS]
 
 Copies the workflow into a scratch folder, builds the data cache from the MNIST files in `--mnist`
-(not timed), then times `snakemake --cores N all` (plus any arguments after `--`) and prints, per training job, the wall seconds and
-peak resident memory Snakemake's `benchmark:` files recorded.
+(not timed), then times `snakemake --cores N all` (plus any arguments after `--`) and prints, per training job, the
+wall seconds and peak resident memory Snakemake's `benchmark:` files recorded, beside the cost model's
+estimate (mnist_sgd.study.estimated_seconds, which orders the jobs), and how close the wall time is to
+the schedule's floor: the larger of the jobs' seconds over the cores and the longest job.
 """
 
 import argparse
@@ -17,6 +19,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+from mnist_sgd.records import cpu_name  # noqa: E402
+from mnist_sgd.study import estimated_seconds  # noqa: E402
+
 WORKFLOW_PARTS = ["Snakefile", "workflow", "config", "envs", "profiles"]
 
 
@@ -60,13 +66,25 @@ def main(argv=None):
     snakemake(workdir, "--cores", str(args.cores), "all", "--config", mirror, *args.extra)
     wall = time.perf_counter() - start
 
-    print(f"{'training job':<52} {'seconds':>8} {'max RSS MB':>10}")
+    seconds = {}
+    print(f"{'training job':<52} {'seconds':>8} {'estimate':>8} {'max RSS MB':>10}")
     for path in sorted((workdir / "results" / "benchmarks" / "train").rglob("*.tsv")):
         with path.open() as handle:
             row = next(csv.DictReader(handle, delimiter="\t"))
         run = f"{path.parent.name}/{path.stem}"
-        print(f"{run:<52} {float(row['s']):8.2f} {float(row['max_rss']):10.0f}")
-    print(f"snakemake --cores {args.cores} all {' '.join(args.extra)}, from cached data: {wall:.1f} s wall")
+        seconds[run] = float(row["s"])
+        print(f"{run:<52} {seconds[run]:8.2f} {estimated_seconds(run):8.1f} {float(row['max_rss']):10.0f}")
+    # The schedule's floor: no schedule on these cores beats the training jobs' own seconds spread over
+    # every core, nor the longest job.
+    floor = max(sum(seconds.values()) / args.cores, max(seconds.values()))
+    print(
+        f"training jobs' seconds / {args.cores} cores: {sum(seconds.values()) / args.cores:.1f} s; "
+        f"longest job: {max(seconds.values()):.1f} s; so the floor: {floor:.1f} s"
+    )
+    print(
+        f"snakemake --cores {args.cores} all {' '.join(args.extra)}, from cached data, on {cpu_name()}: "
+        f"{wall:.1f} s wall, {wall / floor:.2f}x the floor"
+    )
     if not args.keep:
         shutil.rmtree(workdir)
 

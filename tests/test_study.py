@@ -18,6 +18,7 @@ from mnist_sgd.study import (
     RUN_PATTERN,
     RUN_WILDCARDS,
     SweepError,
+    estimated_seconds,
     parse_run,
     plan,
     run_config,
@@ -195,3 +196,26 @@ def test_the_schemas_bounds_are_the_training_programs():
     assert sweep["batch_sizes"]["items"]["oneOf"][0]["maximum"] == MAX_BATCH_SIZE
     assert sweep["iterations"]["maximum"] == schema["properties"]["eval_every"]["maximum"] == MAX_ITERATIONS
     assert sweep["seeds"]["items"]["maximum"] == MAX_SEED
+
+
+# Each default run's seconds as a training job, from bench/bench_workflow.py --cores 2 (2-core AMD EPYC).
+MEASURED_SECONDS = {
+    "scratch/train10000_batch10000_lr0.001_it6000_seed0": 50.74,
+    "scratch/train1000_batch1000_lr0.001_it6000_seed0": 8.77,
+    "scratch/train100_batch100_lr0.001_it6000_seed0": 5.79,
+    "scratch/train500_batch500_lr0.001_it6000_seed0": 6.98,
+    "scratch/trainall_batch1000_lr0.001_it6000_seed0": 12.61,
+    "scratch/trainall_batch100_lr0.001_it6000_seed0": 6.58,
+    "scratch/trainall_batch10_lr0.001_it6000_seed0": 7.55,
+    "scratch/trainall_batch1_lr0.001_it6000_seed0": 12.09,
+    "torch/trainall_batch100_lr0.001_it6000_seed0": 10.73,
+}
+
+
+def test_the_cost_model_starts_the_longest_run_first_and_is_within_2x_of_each_measured_job():
+    runs = [run for runs in plan(default_config(), 60000)[0].values() for run in runs]
+    assert sorted(runs) == sorted(MEASURED_SECONDS)
+    estimates = {run: estimated_seconds(run) for run in runs}
+    assert max(estimates, key=estimates.get) == max(MEASURED_SECONDS, key=MEASURED_SECONDS.get)
+    for run, seconds in MEASURED_SECONDS.items():
+        assert seconds / 2 < estimates[run] < seconds * 2, (run, estimates[run], seconds)

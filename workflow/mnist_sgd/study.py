@@ -204,6 +204,28 @@ def run_config(run, device="auto"):
     )
 
 
+# A training job's seconds on one CPU thread, roughly (fitted to bench/bench_workflow.py's per-job
+# seconds on the default study, 2-core AMD EPYC, two jobs at a time; it prints both): start-up, an
+# evaluation per evaluated iteration, and per iteration each row a step reads (twice when the batch is
+# copied out, once when rows are weighted; see mnist_sgd.sgd.ScratchSGD) plus autograd for torch.
+COST_SECONDS = {"start": 4.0, "evaluation": 4e-4, "row": 8e-7, "torch_step": 1e-3}
+
+
+def estimated_seconds(run, num_train=60000):
+    """About how long run `run` trains on one CPU thread: what the scheduler starts first."""
+    config = run_config(run)
+    rows = config.train_size or num_train
+    batch = config.batch_size
+    reads = rows if config.impl == "scratch" and 3 * batch > 2 * rows else 2 * batch
+    evaluations = -(-config.iterations // config.eval_every)
+    return (
+        COST_SECONDS["start"]
+        + evaluations * COST_SECONDS["evaluation"]
+        + config.iterations * reads * COST_SECONDS["row"]
+        + (config.iterations * COST_SECONDS["torch_step"] if config.impl == "torch" else 0)
+    )
+
+
 def comparison_runs(config, name, sweeps):
     """Runs a configured comparison figure draws: for each selector, the runs of its sweep whose
     parameters match the selector's (`sweeps` maps sweep names to their runs)."""

@@ -18,6 +18,7 @@ from mnist_sgd.study import (
     RUN_PATTERN as RUN,
     RUN_WILDCARDS,
     SweepError,
+    estimated_seconds,
     plan,
     run_labels,
 )
