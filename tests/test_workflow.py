@@ -1,6 +1,8 @@
 """End to end: the real `snakemake` CLI on a copy of the workflow and a small MNIST the test writes."""
 
 import base64
+import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -207,6 +209,18 @@ def test_a_recreated_data_cache_with_the_same_content_retrains_nothing(completed
     rows = [line.split("\t") for line in summary.stdout.splitlines() if line.startswith("results/runs/")]
     assert len(rows) == 2 * len(RUNS), summary.stdout
     assert all(row[-2:] == ["ok", "no update"] for row in rows), summary.stdout
+
+
+def test_training_jobs_never_outnumber_the_cpus_whatever_cores_says(workdir):
+    cpus = len(os.sched_getaffinity(0))
+    for cores, held in [(cpus, 1), (4 * cpus, 4)]:
+        result = snakemake(workdir, "-n", "--forceall", "--cores", str(cores), "all")
+        assert result.returncode == 0, result.stdout
+        trains = result.stdout.split("\nrule train:")[1:]
+        assert len(trains) == len(RUNS)
+        for job in trains:
+            threads = re.search(r"\n    threads: (\d+)", job.split("\n\n")[0])
+            assert (int(threads.group(1)) if threads else 1) == held, job
 
 
 def test_lint_is_clean(workdir):

@@ -19,9 +19,10 @@ rule train:
     priority: lambda wildcards: round(estimated_seconds(RUN.format(**wildcards), NUM_TRAIN))
     conda:
         "../../envs/train.yaml"
-    # One thread: BLAS sums in another order with two, so a run's losses would depend on --cores
-    # (measured: they differ in the last digits); metrics stay byte-identical wherever a run trains.
-    threads: 1
+    # Training always runs on one thread (scripts/train.py): with two, BLAS sums in another order and a
+    # run's losses would depend on --cores. `threads` is the share of --cores a job holds: one, or more
+    # where --cores exceeds this machine's CPUs, so that no more jobs train at once than it has CPUs.
+    threads: train_slots()
     resources:
         gpu=1 if HAS_GPU and config["device"] != "cpu" else 0,
     params:
