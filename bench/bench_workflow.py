@@ -11,6 +11,7 @@ the schedule's floor: the larger of the jobs' seconds over the cores and the lon
 
 import argparse
 import csv
+import os
 import shutil
 import subprocess
 import sys
@@ -74,11 +75,12 @@ def main(argv=None):
         run = f"{path.parent.name}/{path.stem}"
         seconds[run] = float(row["s"])
         print(f"{run:<52} {seconds[run]:8.2f} {estimated_seconds(run):8.1f} {float(row['max_rss']):10.0f}")
-    # The schedule's floor: no schedule on these cores beats the training jobs' own seconds spread over
-    # every core, nor the longest job.
-    floor = max(sum(seconds.values()) / args.cores, max(seconds.values()))
+    # The schedule's floor: no schedule beats the training jobs' own seconds spread over every core it
+    # may use (no more than the machine's CPUs), nor the longest job.
+    cores = min(args.cores, len(os.sched_getaffinity(0)))
+    floor = max(sum(seconds.values()) / cores, max(seconds.values()))
     print(
-        f"training jobs' seconds / {args.cores} cores: {sum(seconds.values()) / args.cores:.1f} s; "
+        f"training jobs' seconds / {cores} cores: {sum(seconds.values()) / cores:.1f} s; "
         f"longest job: {max(seconds.values()):.1f} s; so the floor: {floor:.1f} s"
     )
     print(
