@@ -45,6 +45,7 @@ def test_the_default_study_is_the_seeds():
         f"scratch/train{n}_batch{n}_lr0.001_it6000_seed0" for n in (100, 500, 1000, 10000)
     ]
     assert sweep_runs(config, "torch_optim") == ["torch/trainall_batch100_lr0.001_it6000_seed0"]
+    assert sweep_runs(config, "scratch_epochs") == ["scratch/trainall_batch100_lr0.0002_it6000_seed0_epochs"]
 
 
 def test_every_combination_of_a_sweeps_lists_is_a_run():
@@ -74,6 +75,18 @@ def test_a_run_name_round_trips_to_its_training_parameters():
     assert run_config("scratch/trainall_batch1_lr0.001_it6000_seed0").train_size is None
     assert run_config("scratch/trainall_batch1_lr0.001_it6000_seed0").eval_every == 1
     assert parse_run("scratch/trainall_batch1_lr0.001_it6000_seed0")["lr"] == "0.001"
+
+
+def test_scratch_on_shuffled_epochs_is_another_run_and_each_rules_own_sampling_keeps_todays_names():
+    sweep = {"impl": "scratch", "train_sizes": ["all"], "batch_sizes": [100], "iterations": 10, "lr": 0.1}
+    for sampling, suffix in [(None, ""), ("with_replacement", ""), ("epochs", "_epochs")]:
+        config = {"sweeps": {"s": {**sweep, **({"sampling": sampling} if sampling else {})}}, "eval_every": 3}
+        [run] = sweep_runs(config, "s")
+        assert run == f"scratch/trainall_batch100_lr0.1_it10_seed0{suffix}_every3"
+        assert run_config(run).batch_sampling == (sampling or "with_replacement")
+        assert run_name(run_config(run)) == run
+    torch_sweep = {**sweep, "impl": "torch", "sampling": "epochs"}
+    assert sweep_runs({"sweeps": {"t": torch_sweep}}, "t") == ["torch/trainall_batch100_lr0.1_it10_seed0"]
 
 
 def test_evaluating_less_often_is_another_run_and_every_iteration_keeps_todays_names():
@@ -162,6 +175,14 @@ def test_whatever_the_schema_admits_is_refused_at_planning_or_runs(config, num_t
             "sweeps.s.batch_sizes has 1000: impl torch draws each epoch's batches without replacement from the 100",
         ),
         ({"batch_sizes": [1.0]}, "sweeps.s.batch_sizes has 1.0: must be an integer"),
+        (
+            {"impl": "torch", "sampling": "with_replacement"},
+            "sweeps.s.sampling='with_replacement': impl torch draws shuffled epochs",
+        ),
+        (
+            {"sampling": "epochs", "train_sizes": [100], "batch_sizes": [101]},
+            "sweeps.s.batch_sizes has 101: impl scratch draws each epoch's batches without replacement from the 100",
+        ),
     ],
 )
 def test_what_the_program_would_refuse_is_refused_at_planning(sweep, message):
@@ -198,7 +219,7 @@ def test_the_schemas_bounds_are_the_training_programs():
     assert sweep["seeds"]["items"]["maximum"] == MAX_SEED
 
 
-# Each default run's seconds as a training job, from bench/bench_workflow.py --cores 2 (2-core AMD EPYC).
+# The original study's runs' seconds as training jobs, from bench/bench_workflow.py --cores 2 (2-core AMD EPYC).
 MEASURED_SECONDS = {
     "scratch/train10000_batch10000_lr0.001_it6000_seed0": 50.74,
     "scratch/train1000_batch1000_lr0.001_it6000_seed0": 8.77,
@@ -214,7 +235,7 @@ MEASURED_SECONDS = {
 
 def test_the_cost_model_starts_the_longest_run_first_and_is_within_2x_of_each_measured_job():
     runs = [run for runs in plan(default_config(), 60000)[0].values() for run in runs]
-    assert sorted(runs) == sorted(MEASURED_SECONDS)
+    assert set(MEASURED_SECONDS) <= set(runs)
     estimates = {run: estimated_seconds(run) for run in runs}
     assert max(estimates, key=estimates.get) == max(MEASURED_SECONDS, key=MEASURED_SECONDS.get)
     for run, seconds in MEASURED_SECONDS.items():

@@ -13,7 +13,7 @@ import mnist_sgd.steps
 from conftest import GRAPH_CONFIGS
 from mnist_sgd.records import RunInfo, git_state, write_metrics
 from mnist_sgd.reference import reference_train
-from mnist_sgd.sgd import epoch_batches, uniform_batches
+from mnist_sgd.sgd import UPDATERS, epoch_batches, uniform_batches
 from mnist_sgd.steps import CudaGraphSteps, chunks
 from mnist_sgd.train import ConfigError, TrainConfig, main, parse_args, seeded_generator, train, training_set
 
@@ -307,3 +307,25 @@ def test_metrics_csv_leaves_unevaluated_accuracy_empty(tmp_path, small_data):
     write_metrics(tmp_path / "m.csv", result)
     lines = (tmp_path / "m.csv").read_text().splitlines()
     assert lines[2].split(",")[2] == "" and lines[4].split(",")[2] != ""
+
+
+def test_scratch_sgd_on_torchs_batches_at_a_fifth_of_its_learning_rate_is_torch_optim(small_data):
+    # MSELoss's gradient is 2/10 of the from-scratch one: lr 0.0002 from scratch is lr 0.001 in torch.optim,
+    # once both draw the same shuffled epochs (sampling: epochs).
+    scratch = TrainConfig(impl="scratch", sampling="epochs", batch_size=32, iterations=1000, lr=0.0002)
+    torch_optim = TrainConfig(impl="torch", batch_size=32, iterations=1000, lr=0.001)
+    scratch_result, torch_result = train(small_data, scratch, **QUIET), train(small_data, torch_optim, **QUIET)
+    np.testing.assert_allclose(scratch_result.train_loss, 5 * torch_result.train_loss, rtol=1e-5)
+    assert np.array_equal(scratch_result.test_correct, torch_result.test_correct)
+    # The weights themselves, after the same 1000 batches:
+    updaters = [
+        UPDATERS[impl](small_data.train_images, small_data.train_targets, lr)
+        for impl, lr in (("scratch", 0.0002), ("torch", 0.001))
+    ]
+    for indices, sizes in epoch_batches(300, 32, 1000, seeded_generator(0)):
+        for batch in torch.split(indices, sizes):
+            for updater in updaters:
+                updater.step(batch)
+    scratch_sgd, torch_sgd = updaters
+    torch.testing.assert_close(torch_sgd.weight[scratch_sgd.features], scratch_sgd.weight, rtol=1e-4, atol=1e-7)
+    assert scratch_sgd.weight.abs().max() > 1e-3  # it moved

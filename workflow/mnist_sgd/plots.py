@@ -1,5 +1,7 @@
 """The study's figures. Every function takes plain data and the output paths (one per format)."""
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -62,9 +64,10 @@ def save(fig, paths, dpi):
     plt.close(fig)
 
 
-def as_written(text):
-    """`text` drawn as written: matplotlib reads text between two $ signs as math (and fails on bad math)."""
-    return text.replace("$", r"\$")
+def as_written(text, inches):
+    """`text` drawn as written, in lines that fit `inches` of figure width: matplotlib would read text
+    between two $ signs as math (and fail on bad math)."""
+    return "\n".join(textwrap.wrap(text, width=max(30, int(inches * 9)))).replace("$", r"\$")
 
 
 def _curve_axes(title):
@@ -76,7 +79,9 @@ def _curve_axes(title):
         yscale="log",
     )
     acc_ax.set(title="Test accuracy vs. iteration", xlabel="iteration", ylabel="test accuracy (10000 images)")
-    fig.suptitle(as_written(title))
+    fig.suptitle(
+        as_written(title, fig.get_figwidth()), y=0.96, va="bottom"
+    )  # above the axes titles, however many lines
     return fig, loss_ax, acc_ax
 
 
@@ -131,7 +136,11 @@ def plot_final_accuracy(labels, accuracies, title, paths, dpi=150, diverged=None
         bars, labels=[f"{a:.4f}" + ("\ndiverged" if d else "") for a, d in zip(accuracies, diverged)], fontsize=9
     )
     ax.set_xticks(range(len(labels)), labels)
-    ax.set(title=as_written(f"{title}: final test accuracy"), ylabel="test accuracy at the last iteration", ylim=(0, 1))
+    ax.set(
+        title=as_written(f"{title}: final test accuracy", fig.get_figwidth()),
+        ylabel="test accuracy at the last iteration",
+        ylim=(0, 1),
+    )
     save(fig, paths, dpi)
 
 

@@ -50,7 +50,9 @@ def reference_train(data, config):
 
     losses, correct = [], []
     start = time.perf_counter()
-    for indices, sizes in SAMPLERS[config.impl](images.shape[0], config.batch_size, config.iterations, generator):
+    for indices, sizes in SAMPLERS[config.batch_sampling](
+        images.shape[0], config.batch_size, config.iterations, generator
+    ):
         for batch in torch.split(indices.to(device), sizes):
             batch_images, batch_targets = images[batch], targets[batch]
             if config.impl == "scratch":

@@ -144,7 +144,7 @@ def epoch_batches(num_samples, batch_size, iterations, generator):
         yield order[: sum(sizes)], sizes
 
 
-SAMPLERS = {"scratch": uniform_batches, "torch": epoch_batches}
+SAMPLERS = {"with_replacement": uniform_batches, "epochs": epoch_batches}  # mnist_sgd.study.SAMPLINGS
 
 
 class AccuracyRecorder:

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 IMPLS = ("scratch", "torch")  # the update rules of mnist_sgd.sgd.UPDATERS
+# How batches are drawn (mnist_sgd.sgd.SAMPLERS), and each update rule's own way, as the original study
+# draws them: uniformly with replacement for scratch, shuffled epochs (a DataLoader's) for torch.
+SAMPLINGS = ("with_replacement", "epochs")
+DEFAULT_SAMPLING = {"scratch": "with_replacement", "torch": "epochs"}
 DEVICES = ("auto", "cpu", "cuda")
 # What one training job can hold: a chunk of 100 batches' indices (8 bytes each) stays under 100 MB,
 # the per-iteration curves (and metrics.csv, about 40 bytes a row) under 0.5 GB; seeds are int64.
@@ -17,9 +21,11 @@ MAX_BATCH_SIZE = 100_000
 MAX_ITERATIONS = 10_000_000
 MAX_SEED = 2**63 - 1
 
-# One folder per run under results/runs/; its name says what the run is. `evaluation` is empty when
-# every iteration is evaluated (the original study's way, and every default run) and `_every<N>` otherwise.
-RUN_PATTERN = "{impl}/train{train_size}_batch{batch_size}_lr{lr}_it{iterations}_seed{seed}{evaluation}"
+# One folder per run under results/runs/; its name says what the run is. `sampling` is empty when
+# the update rule draws its batches its own way (DEFAULT_SAMPLING) and `_epochs` for scratch runs on
+# shuffled epochs; `evaluation` is empty when every iteration is evaluated (the original study's way)
+# and `_every<N>` otherwise.
+RUN_PATTERN = "{impl}/train{train_size}_batch{batch_size}_lr{lr}_it{iterations}_seed{seed}{sampling}{evaluation}"
 # What each field of RUN_PATTERN matches: the workflow's wildcard constraints.
 RUN_WILDCARDS = {
     "impl": "|".join(IMPLS),
@@ -28,6 +34,7 @@ RUN_WILDCARDS = {
     "lr": r"[0-9][0-9.e+-]*",
     "iterations": r"[1-9]\d*",
     "seed": r"\d+",
+    "sampling": r"(_epochs)?",
     "evaluation": r"(_every([2-9]|[1-9]\d+))?",
 }
 
@@ -61,6 +68,12 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 1
     device: str = "auto"
+    sampling: Optional[str] = None  # None: the update rule's own (DEFAULT_SAMPLING)
+
+    @property
+    def batch_sampling(self):
+        """How this run draws its batches: one of SAMPLINGS."""
+        return self.sampling or DEFAULT_SAMPLING.get(self.impl)
 
     def validate(self, num_train=None):
         """Raise ConfigError naming the first bad parameter and what is allowed. With `num_train`,
@@ -88,14 +101,18 @@ class TrainConfig:
             raise ConfigError("lr", self.lr, "must be a finite number > 0")
         if not _integer(self.seed, 0, MAX_SEED):
             raise ConfigError("seed", self.seed, f"must be an integer from 0 to {MAX_SEED}")
+        if self.sampling is not None and self.sampling not in SAMPLINGS:
+            raise ConfigError("sampling", self.sampling, f"must be one of {list(SAMPLINGS)}")
+        if self.impl == "torch" and self.batch_sampling != "epochs":
+            raise ConfigError("sampling", self.sampling, "impl torch draws shuffled epochs (a DataLoader's way)")
         size = self.train_size or num_train
-        if self.impl == "torch" and size is not None and self.batch_size > size:
+        if self.batch_sampling == "epochs" and size is not None and self.batch_size > size:
             raise ConfigError(
                 "batch_size",
                 self.batch_size,
-                f"impl torch draws each epoch's batches without replacement from the {size} training "
-                f"images, so a batch holds at most {size}; use a smaller batch size (impl scratch draws "
-                "with replacement)",
+                f"impl {self.impl} draws each epoch's batches without replacement from the {size} training "
+                f"images, so a batch holds at most {size}; use a smaller batch size (or sampling "
+                "with_replacement, impl scratch)",
             )
 
 
@@ -108,6 +125,7 @@ def run_name(config):
         lr=repr(float(config.lr)),
         iterations=config.iterations,
         seed=config.seed,
+        sampling="" if config.batch_sampling == DEFAULT_SAMPLING[config.impl] else f"_{config.batch_sampling}",
         evaluation="" if config.eval_every == 1 else f"_every{config.eval_every}",
     )
 
@@ -120,6 +138,7 @@ def sweep_runs(config, name, num_train=None):
     """Names of the runs of sweep `name` in `config`, in configuration order, each checked as the
     training program checks it. `num_train`, when known, is the size of the training set."""
     sweep = config["sweeps"][name]
+    sampling = sweep.get("sampling")
     where = f"config error: sweeps.{name}"
     runs = []
     for train_size in sweep["train_sizes"]:
@@ -139,6 +158,7 @@ def sweep_runs(config, name, num_train=None):
                     lr=sweep["lr"],
                     seed=seed,
                     eval_every=config.get("eval_every", 1),
+                    sampling=None if sampling == DEFAULT_SAMPLING.get(sweep["impl"]) else sampling,
                 )
                 try:
                     run.validate(num_train)
@@ -177,7 +197,7 @@ def group_title(config, name):
 def parse_run(run):
     """The parameters encoded in a run name, as strings."""
     impl, rest = run.split("/")
-    train, batch, lr, iterations, seed, *evaluation = rest.split("_")
+    train, batch, lr, iterations, seed, *extra = rest.split("_")
     return {
         "impl": impl,
         "train_size": train[len("train") :],
@@ -185,7 +205,8 @@ def parse_run(run):
         "lr": lr[len("lr") :],
         "iterations": iterations[len("it") :],
         "seed": seed[len("seed") :],
-        "eval_every": evaluation[0][len("every") :] if evaluation else "1",
+        "sampling": "epochs" if "epochs" in extra else DEFAULT_SAMPLING.get(impl, ""),
+        "eval_every": next((part[len("every") :] for part in extra if part.startswith("every")), "1"),
     }
 
 
@@ -201,6 +222,7 @@ def run_config(run, device="auto"):
         seed=int(params["seed"]),
         eval_every=int(params["eval_every"]),
         device=device,
+        sampling=None if params["sampling"] == DEFAULT_SAMPLING.get(params["impl"]) else params["sampling"],
     )
 
 
@@ -246,7 +268,7 @@ def comparison_runs(config, name, sweeps):
 def run_labels(runs):
     """Short labels for runs compared in one figure: the parameters that vary among them."""
     params = [parse_run(run) for run in runs]
-    keys = ("impl", "train_size", "batch_size", "lr", "iterations", "seed", "eval_every")
+    keys = ("impl", "sampling", "train_size", "batch_size", "lr", "iterations", "seed", "eval_every")
     varying = [k for k in keys if len({p[k] for p in params}) > 1]
     if {"train_size", "batch_size"} <= set(varying) and all(p["batch_size"] == p["train_size"] for p in params):
         varying.remove("batch_size")  # batch = subset size: one number says both

@@ -111,7 +111,7 @@ def train(data, config, log=print, cuda_graphs=True):
     train_size = images.shape[0]
 
     updater = UPDATERS[config.impl](images, targets, config.lr)
-    batches = SAMPLERS[config.impl](train_size, config.batch_size, config.iterations, generator)
+    batches = SAMPLERS[config.batch_sampling](train_size, config.batch_size, config.iterations, generator)
     log_every = max(1, config.iterations // 10)
     chunk = min(log_every, EVAL_BLOCK * config.eval_every)
     test_images = data.test_images.index_select(1, updater.features)  # the pixels the weight covers
