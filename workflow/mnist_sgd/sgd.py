@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .data import NUM_CLASSES, NUM_FEATURES
+from .study import weighs_rows
 
 # Indices drawn per call to the random generator; fixed, so that runs are reproducible.
 SAMPLE_BLOCK_ELEMENTS = 1 << 20
@@ -41,10 +42,11 @@ class ScratchSGD:
             R = X_b W - Y_b;   loss = 0.5 * ||R||^2 / b;   W <- W - lr * X_b^T R / b
 
         with X_b, Y_b the batch's rows (repeats counted). Here W covers only `features`, and the two
-        products are done in the layouts BLAS is fastest at (see `_residual_and_gradient`).
+        products are done in the layouts BLAS is fastest at (see `_residual_t`). Which rows a step reads:
+        `mnist_sgd.study.weighs_rows`.
         """
         batch_size = batch.numel()
-        if 3 * batch_size > 2 * self.images.shape[0]:
+        if weighs_rows(batch_size, self.images.shape[0]):
             squared_norm, gradient_t = self._weighted_rows(batch)
         else:
             squared_norm, gradient_t = self._gathered_rows(batch)
@@ -63,9 +65,8 @@ class ScratchSGD:
         """||R||^2 and (X_b^T R)^T without copying the batch: every row of the training set weighted by
         how often the batch drew it (c_i), since sum over the batch = sum over rows of c_i * (row term).
 
-        A batch that covers most rows (with repeats) reads the training set twice this way, where a copy
-        would read it three times. On the CPU the rows go in cache-sized blocks, so that each block is
-        read from memory once for both products (1.8x faster here).
+        On the CPU the rows go in cache-sized blocks, so that each block is read from memory once for
+        both products (1.8x faster here).
         """
         num_rows = self.images.shape[0]
         # index_add_, not bincount: bincount's output size depends on the data, a device sync.

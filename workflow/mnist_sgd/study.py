@@ -138,7 +138,6 @@ def sweep_runs(config, name, num_train=None):
     """Names of the runs of sweep `name` in `config`, in configuration order, each checked as the
     training program checks it. `num_train`, when known, is the size of the training set."""
     sweep = config["sweeps"][name]
-    sampling = sweep.get("sampling")
     where = f"config error: sweeps.{name}"
     runs = []
     for train_size in sweep["train_sizes"]:
@@ -158,7 +157,7 @@ def sweep_runs(config, name, num_train=None):
                     lr=sweep["lr"],
                     seed=seed,
                     eval_every=config.get("eval_every", 1),
-                    sampling=None if sampling == DEFAULT_SAMPLING.get(sweep["impl"]) else sampling,
+                    sampling=sweep.get("sampling"),
                 )
                 try:
                     run.validate(num_train)
@@ -233,12 +232,19 @@ def run_config(run, device="auto"):
 COST_SECONDS = {"start": 4.0, "evaluation": 4e-4, "row": 8e-7, "torch_step": 1e-3}
 
 
+def weighs_rows(batch_size, num_rows):
+    """Whether a from-scratch step weights every training row by how often the batch drew it, rather
+    than copying the batch out (mnist_sgd.sgd.ScratchSGD): when the batch covers most rows, the copy
+    would read the training set three times where the weighted pass reads it twice."""
+    return 3 * batch_size > 2 * num_rows
+
+
 def estimated_seconds(run, num_train=60000):
     """About how long run `run` trains on one CPU thread: what the scheduler starts first."""
     config = run_config(run)
     rows = config.train_size or num_train
     batch = config.batch_size
-    reads = rows if config.impl == "scratch" and 3 * batch > 2 * rows else 2 * batch
+    reads = rows if config.impl == "scratch" and weighs_rows(batch, rows) else 2 * batch
     evaluations = -(-config.iterations // config.eval_every)
     return (
         COST_SECONDS["start"]
