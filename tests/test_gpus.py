@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import REPO, make_workdir
+from conftest import REPO, make_workdir, sweep
 from mnist_sgd.gpus import claim_gpu
 
 DEVICES = ["GPU-aaaa", "GPU-bbbb", "GPU-cccc"]
@@ -62,10 +62,7 @@ def test_no_device_is_no_gpu(tmp_path):
 
 
 def test_a_hanging_or_failing_nvidia_smi_counts_as_no_gpu_with_a_warning(tmp_path):
-    workdir = make_workdir(
-        tmp_path / "workflow",
-        {"s": {"impl": "scratch", "train_sizes": ["all"], "batch_sizes": [10], "iterations": 40, "lr": 0.01}},
-    )
+    workdir = make_workdir(tmp_path / "workflow", {"s": sweep()})
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "nvidia-smi"

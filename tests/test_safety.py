@@ -9,22 +9,12 @@ import torch
 import yaml
 from test_data import damage
 
-from conftest import job_stats, make_workdir, snakemake
+from conftest import job_stats, make_workdir, snakemake, sweep
 
 # A title a user could paste: reStructuredText that would be raw HTML in the report, and $...$ that
 # matplotlib would parse as (bad) math.
 HOSTILE = "Price $x_{$ (bad math)\n\n.. raw:: html\n\n   <script>alert('sweep')</script>\n"
-SWEEPS = {
-    "s": {
-        "title": HOSTILE,
-        "impl": "scratch",
-        "train_sizes": ["all"],
-        "batch_sizes": [10],
-        "iterations": 40,
-        "lr": 0.01,
-    },
-    "t": {"impl": "torch", "train_sizes": ["all"], "batch_sizes": [25], "iterations": 40, "lr": 0.05},
-}
+SWEEPS = {"s": sweep(title=HOSTILE), "t": sweep(impl="torch", batch_sizes=[25], lr=0.05)}
 COMPARISONS = {
     "c": {"title": "`x <javascript:alert('link')>`_ and <b>bold</b>", "runs": [{"sweep": "s"}, {"sweep": "t"}]}
 }
@@ -107,7 +97,7 @@ def test_a_damaged_cache_is_named_refused_and_rebuilt_by_the_first_job_that_need
 def test_a_config_file_of_ones_own_replaces_the_study_or_is_said_to_add_to_it(workdir, tmp_path):
     config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
     own = {key: config[key] for key in ("data_mirror", "mirrors", "data_sha256")}
-    own["sweeps"] = {"mine": {"impl": "scratch", "train_sizes": [50], "batch_sizes": [5], "iterations": 20, "lr": 0.01}}
+    own["sweeps"] = {"mine": sweep(train_sizes=[50], batch_sizes=[5], iterations=20)}
     (tmp_path / "own.yaml").write_text(yaml.safe_dump(own))
     replaced = snakemake(workdir, "-n", "--configfile", str(tmp_path / "own.yaml"), "--replace-workflow-config")
     assert replaced.returncode == 0, replaced.stdout
