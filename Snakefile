@@ -17,13 +17,17 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/plots.smk"
 
 
-# Jobs that run on the submit host, never on a cluster: downloads need the internet, the rest are short.
+# Jobs that run on the submit host, never on a cluster: downloads need the internet, the rest are short
+# (the optimum of a training set takes seconds).
 localrules:
     download_mnist,
     format_mnist,
     summarize,
+    optimum,
     plot_run,
+    plot_model,
     plot_group,
+    plot_learning_rate,
     plot_wall_time,
 
 

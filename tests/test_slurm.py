@@ -36,7 +36,16 @@ RUNS = [
     "torch/trainall_batch25_lr0.05_it40_seed1",
 ]
 FOREIGN_CONF = 3  # cluster.sh up's exit status when another cluster's slurm.conf is at the default path
-LOCAL_RULES = ("download_mnist", "format_mnist", "summarize", "plot_run", "plot_group", "plot_wall_time")
+LOCAL_RULES = (
+    "download_mnist",
+    "format_mnist",
+    "optimum",
+    "summarize",
+    "plot_run",
+    "plot_model",
+    "plot_group",
+    "plot_wall_time",
+)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,10 @@ from mnist_sgd.study import (
     RUN_PATTERN,
     RUN_WILDCARDS,
     SweepError,
+    configurations,
     estimated_seconds,
+    learning_rate_labels,
+    learning_rate_lines,
     parse_run,
     plan,
     run_config,
@@ -240,3 +243,43 @@ def test_the_cost_model_starts_the_longest_run_first_and_is_within_2x_of_each_me
     assert max(estimates, key=estimates.get) == max(MEASURED_SECONDS, key=MEASURED_SECONDS.get)
     for run, seconds in MEASURED_SECONDS.items():
         assert seconds / 2 < estimates[run] < seconds * 2, (run, estimates[run], seconds)
+
+
+def test_a_learning_rate_list_makes_one_run_per_rate_named_as_a_single_rate_would():
+    config = {
+        "sweeps": {"grid": {"impl": "scratch", "train_sizes": ["all"], "batch_sizes": [10, 100], "iterations": 5}}
+    }
+    config["sweeps"]["grid"]["lr"] = [0.0003, 0.001]
+    runs = sweep_runs(config, "grid")
+    assert runs == [f"scratch/trainall_batch{b}_lr{lr}_it5_seed0" for b in (10, 100) for lr in ("0.0003", "0.001")]
+    config["sweeps"]["grid"]["lr"] = 0.001
+    assert sweep_runs(config, "grid") == [runs[1], runs[3]]
+    config["sweeps"]["grid"]["lr"] = [0.001, float("inf")]
+    with pytest.raises(SweepError, match=r"sweeps.grid.lr has inf: must be a finite number > 0"):
+        sweep_runs(config, "grid")
+
+
+def test_a_configuration_is_a_run_but_its_seed_and_learning_rate_lines_group_configurations():
+    runs = [f"scratch/trainall_batch{b}_lr{lr}_it5_seed{s}" for b in (10, 100) for lr in (0.01, 0.1) for s in (0, 1)]
+    groups = configurations(runs)
+    assert list(groups) == [f"scratch/trainall_batch{b}_lr{lr}_it5" for b in (10, 100) for lr in (0.01, 0.1)]
+    assert all(len(members) == 2 for members in groups.values())
+    assert parse_run("scratch/trainall_batch10_lr0.01_it5")["seed"] == ""
+    assert run_labels(list(groups)) == [
+        "batch 10, lr 0.01",
+        "batch 10, lr 0.1",
+        "batch 100, lr 0.01",
+        "batch 100, lr 0.1",
+    ]
+    lines = learning_rate_lines(runs)
+    assert [sorted(line) for line in lines] == [[0.01, 0.1], [0.01, 0.1]]
+    assert lines[1][0.1] == runs[-2:] and learning_rate_labels(runs) == ["batch 10", "batch 100"]
+
+
+@pytest.mark.parametrize("example", sorted((REPO / "config" / "examples").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_example_config_is_valid_and_plans_runs(example):
+    """As --replace-workflow-config uses it: the schema fills in the defaults."""
+    config = yaml.safe_load(example.read_text())
+    validate(config, str(SCHEMA))
+    sweeps, _ = plan(config)
+    assert sum(map(len, sweeps.values())) > 1

@@ -11,11 +11,12 @@ import torch
 
 import mnist_sgd.steps
 from conftest import GRAPH_CONFIGS
+from mnist_sgd.data import seeded_generator, training_set
 from mnist_sgd.records import RunInfo, git_state, write_metrics
 from mnist_sgd.reference import reference_train
 from mnist_sgd.sgd import UPDATERS, epoch_batches, uniform_batches
 from mnist_sgd.steps import CudaGraphSteps, chunks
-from mnist_sgd.train import ConfigError, TrainConfig, main, parse_args, seeded_generator, train, training_set
+from mnist_sgd.train import ConfigError, TrainConfig, main, parse_args, train
 
 QUIET = dict(log=lambda message: None)
 
@@ -207,6 +208,8 @@ def test_command_line_writes_metrics_and_info(tmp_path, small_data):
             str(metrics),
             "--info",
             str(info),
+            "--weights",
+            str(tmp_path / "out" / "weights.npy"),
             "--impl",
             "scratch",
             "--train-size",
@@ -244,6 +247,15 @@ def test_command_line_writes_metrics_and_info(tmp_path, small_data):
     assert record["device_name"] and record["host"] and record["versions"]["torch"] == torch.__version__
     assert record["data_sha256"] == small_data.sha256
     assert record["resolved"]["device_index"] is None and record["resolved"]["cuda_graphs_error"] is None
+    # The final weight, as the plain algorithm computes it, loadable without pickle; its confusion matrix.
+    weight = np.load(tmp_path / "out" / "weights.npy", allow_pickle=False)
+    plain = reference_train(small_data, TrainConfig(train_size=100, batch_size=10, iterations=30, lr=0.01, seed=2))
+    assert weight.shape == (784, 10) and weight.dtype == np.float32
+    np.testing.assert_allclose(weight, plain.weight, rtol=1e-5, atol=1e-7)
+    predictions = (small_data.test_images.numpy() @ weight).argmax(axis=1)
+    confusion = np.zeros((10, 10), dtype=int)
+    np.add.at(confusion, (small_data.test_labels.numpy(), predictions), 1)
+    assert record["confusion"] == confusion.tolist() and confusion.sum() == 100
     read = RunInfo.read(info)  # how the summary and the figures read it
     assert read.params == TrainConfig(train_size=100, batch_size=10, iterations=30, lr=0.01, seed=2, device="cpu")
     assert (

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from conftest import REPO, job_stats, make_workdir, snakemake, sweep, train_directly
-from mnist_sgd.records import RunInfo
+from mnist_sgd.records import Optimum, RunInfo
+from mnist_sgd.study import LOSS_SCALE, training_set_name
 
 RUNS = [
     "scratch/trainall_batch1_lr0.01_it40_seed0",
@@ -49,12 +50,14 @@ def test_every_expected_output_is_written(completed):
     assert "Using workflow specific profile profiles/default" in log
     results = workdir / "results"
     for run in RUNS:
-        for name in ("metrics.csv", "run.json"):
+        for name in ("metrics.csv", "run.json", "weights.npy"):
             assert (results / "runs" / run / name).stat().st_size > 0
         assert (results / "logs" / "train" / f"{run}.log").exists()
         assert (results / "benchmarks" / "train" / f"{run}.tsv").exists()
+    for training_set in ("trainall", "train50_seed0", "train100_seed0"):
+        assert (results / "optimum" / f"{training_set}.json").stat().st_size > 0
     figures = (
-        [f"runs/{run}" for run in RUNS]
+        [f"runs/{run}{kind}" for run in RUNS for kind in ("", "/weights", "/confusion")]
         + [
             f"{sweep}/{kind}"
             for sweep in ("batch_size", "train_size", "torch_optim")
@@ -93,6 +96,10 @@ def test_summary_has_one_row_per_run_matching_its_metrics(completed):
         assert row.final_train_loss == pytest.approx(metrics["train_loss"].iloc[-1], rel=1e-6)
         assert row.seconds_per_iteration == pytest.approx(row.wall_seconds / 40)
         assert row.final_test_accuracy > 0.5  # the synthetic digits are learnable
+        optimum = Optimum.read(workdir / "results" / "optimum" / f"{training_set_name(row.run)}.json")
+        assert row.optimum_test_accuracy == optimum.test_accuracy
+        assert row.optimum_train_loss == optimum.train_loss * LOSS_SCALE[row.impl]
+        assert row.optimum_accuracy_gap == pytest.approx(optimum.test_accuracy - row.final_test_accuracy)
 
 
 def test_a_run_through_the_workflow_equals_the_program_run_directly(completed, tmp_path):
@@ -126,7 +133,7 @@ def changed_config(workdir, change):
     return config
 
 
-FIGURES_ONLY = {"plot_run": 5, "plot_group": 3, "plot_wall_time": 1, "all": 1}
+FIGURES_ONLY = {"plot_run": 5, "plot_model": 5, "plot_group": 3, "plot_wall_time": 1, "all": 1}
 
 
 @pytest.mark.parametrize(
@@ -152,16 +159,22 @@ def test_a_figure_option_redraws_only_the_figures_it_affects(completed, tmp_path
     assert planned_jobs(workdir, changed_config(workdir, change), tmp_path) == expected
 
 
-TRAIN_ONE = {"train": 1, "plot_run": 1, "plot_group": 1, "summarize": 1, "plot_wall_time": 1, "all": 1}
+TRAIN_ONE = {"train": 1, "plot_run": 1, "plot_model": 1, "plot_group": 1, "summarize": 1, "plot_wall_time": 1, "all": 1}
 
 
 @pytest.mark.parametrize(
     "change, expected",
     [
         (lambda c: c["sweeps"]["batch_size"]["batch_sizes"].append(20), TRAIN_ONE),
-        (lambda c: c["sweeps"]["train_size"]["train_sizes"].append(150), TRAIN_ONE),
-        (lambda c: c["sweeps"]["batch_size"].update(lr=0.02), {**TRAIN_ONE, "train": 2, "plot_run": 2}),
-        (lambda c: c["sweeps"]["train_size"].update(iterations=30), {**TRAIN_ONE, "train": 2, "plot_run": 2}),
+        (lambda c: c["sweeps"]["train_size"]["train_sizes"].append(150), {**TRAIN_ONE, "optimum": 1}),
+        (
+            lambda c: c["sweeps"]["batch_size"].update(lr=0.02),
+            {**TRAIN_ONE, "train": 2, "plot_run": 2, "plot_model": 2},
+        ),
+        (
+            lambda c: c["sweeps"]["train_size"].update(iterations=30),
+            {**TRAIN_ONE, "train": 2, "plot_run": 2, "plot_model": 2},
+        ),
         (lambda c: c["sweeps"]["torch_optim"].update(seeds=[2]), TRAIN_ONE),
     ],
     ids=["batch-size", "subset-size", "lr", "iterations", "seed"],
@@ -171,15 +184,19 @@ def test_a_sweep_change_trains_only_that_sweeps_new_runs(completed, tmp_path, ch
     assert planned_jobs(workdir, changed_config(workdir, change), tmp_path) == expected
 
 
+RETRAIN_ALL = {"train": 5, **FIGURES_ONLY, "summarize": 1}
+
+
 @pytest.mark.parametrize(
     "module, expected",
     [
         ("plots", FIGURES_ONLY),
         ("summary", {"summarize": 1, "plot_wall_time": 1, "all": 1}),
-        ("sgd", {"train": 5, "plot_run": 5, "plot_group": 3, "summarize": 1, "plot_wall_time": 1, "all": 1}),
+        ("sgd", RETRAIN_ALL),
         # imported only through mnist_sgd.train (the package's version) and through the rule's script
-        ("__init__", {"train": 5, "plot_run": 5, "plot_group": 3, "summarize": 1, "plot_wall_time": 1, "all": 1}),
-        ("study", {"train": 5, "plot_run": 5, "plot_group": 3, "summarize": 1, "plot_wall_time": 1, "all": 1}),
+        ("__init__", RETRAIN_ALL),
+        ("study", {**RETRAIN_ALL, "optimum": 3}),
+        ("optimum", {"optimum": 3, "plot_run": 5, "plot_group": 3, "summarize": 1, "plot_wall_time": 1, "all": 1}),
     ],
 )
 def test_a_code_edit_reruns_exactly_the_rules_that_run_that_code(completed, tmp_path, module, expected):
@@ -207,7 +224,7 @@ def test_a_recreated_data_cache_with_the_same_content_retrains_nothing(completed
     # --summary agrees: every training output is up to date, with nothing planned.
     summary = snakemake(workdir, "--summary", "all")
     rows = [line.split("\t") for line in summary.stdout.splitlines() if line.startswith("results/runs/")]
-    assert len(rows) == 2 * len(RUNS), summary.stdout
+    assert len(rows) == 3 * len(RUNS), summary.stdout  # metrics.csv, run.json, weights.npy
     assert all(row[-2:] == ["ok", "no update"] for row in rows), summary.stdout
 
 
@@ -277,11 +294,11 @@ def test_a_bad_command_line_value_fails_before_any_job(workdir, override, messag
         (lambda c: c["sweeps"]["batch_size"].update(lr=0), "0 is less than or equal to the minimum of 0"),
         (
             lambda c: c["sweeps"]["batch_size"].update(lr=float("inf")),
-            "sweeps.batch_size.lr=inf: must be a finite number > 0",
+            "sweeps.batch_size.lr has inf: must be a finite number > 0",
         ),
         (
             lambda c: c["sweeps"]["batch_size"].update(lr=float("nan")),
-            "sweeps.batch_size.lr=nan: must be a finite number > 0",
+            "sweeps.batch_size.lr has nan: must be a finite number > 0",
         ),
         (lambda c: c["sweeps"]["batch_size"].update(iterations=0), "0 is less than the minimum of 1"),
         (lambda c: c["sweeps"]["batch_size"].update(impl="jax"), "'jax' is not one of ['scratch', 'torch']"),
@@ -359,7 +376,8 @@ def test_every_job_writes_a_log_and_training_logs_progress(completed):
         )
     ]
     expected += ["format_mnist.log", "summarize.log", "plot_wall_time.log"]
-    expected += [f"{rule}/{run}.log" for run in RUNS for rule in ("train", "plot_run")]
+    expected += [f"{rule}/{run}.log" for run in RUNS for rule in ("train", "plot_run", "plot_model")]
+    expected += [f"optimum/{name}.log" for name in ("trainall", "train50_seed0", "train100_seed0")]
     expected += [f"plot_group/{sweep}.log" for sweep in ("batch_size", "train_size", "torch_optim")]
     assert sorted(p.relative_to(logs).as_posix() for p in logs.rglob("*.log")) == sorted(expected)
     for run in RUNS:
@@ -375,15 +393,15 @@ def test_the_report_holds_every_figure_with_its_caption_and_the_summary(complete
     assert snakemake(workdir, "--report", str(tmp_path / "report.zip")).returncode == 0
     html = (tmp_path / "report.html").read_text()
     figures = sorted((workdir / "results" / "figures").rglob("*.png"))
-    assert len(figures) == 5 + 3 * 2 + 1
+    assert len(figures) == 5 * 3 + 3 * 2 + 1
     for path in figures:  # self-contained: every figure is embedded
         assert base64.b64encode(path.read_bytes()).decode()[:2000] in html, path
     assert "learning rate 0.05" in html and "seed 1" in html  # a run's caption names its parameters
-    assert "Batch sizes: every run" in html and "Subsets: test accuracy at the last iteration" in html
+    assert "Batch sizes: training loss" in html and "Subsets: test accuracy at the last iteration" in html
     assert "Minibatch SGD for a linear least-squares MNIST classifier" in html  # the methods text
     with zipfile.ZipFile(tmp_path / "report.zip") as archive:
         members = {n: archive.read(n) for n in archive.namelist() if "/data/raw/" in n}
-    assert len(members) == len(figures) + 1  # every figure and the summary table, nothing else
+    assert len(members) == len(figures) + 2  # every figure and the two summary tables, nothing else
     for path in figures:
         assert path.read_bytes() in members.values(), path
     table = next(content for name, content in members.items() if name.endswith("/summary.html")).decode()

@@ -280,3 +280,22 @@ def _load_checked(path, sources):
     if tensors["train_images"].shape[1:] != (NUM_FEATURES,) or tensors["test_images"].shape[1:] != (NUM_FEATURES,):
         raise refuse(f"images are not flattened to {NUM_FEATURES} features")
     return MNIST(**tensors, sha256=digest)
+
+
+def seeded_generator(seed):
+    """Seed torch's global generators and return the CPU generator that draws subsets and batches.
+
+    Subsets and batches are drawn on the CPU whatever the device, so a run sees the same batches on
+    every machine.
+    """
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def training_set(data, train_size, generator):
+    """The training images and one-hot targets: all of them, or a seeded random subset of `train_size`."""
+    num_train = data.train_images.shape[0]
+    if train_size is None or train_size == num_train:
+        return data.train_images, data.train_targets
+    subset = torch.randperm(num_train, generator=generator)[:train_size].to(data.train_images.device)
+    return data.train_images.index_select(0, subset), data.train_targets.index_select(0, subset)

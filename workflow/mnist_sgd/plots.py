@@ -1,6 +1,8 @@
 """The study's figures. Every function takes plain data and the output paths (one per format)."""
 
+import dataclasses
 import textwrap
+from dataclasses import dataclass, field
 
 import matplotlib
 
@@ -11,10 +13,14 @@ import pandas as pd  # noqa: E402
 
 from .files import atomic_path  # noqa: E402
 from .records import METRIC_COLUMNS  # noqa: E402
+from .study import CLASS_NAMES, LOSS_SCALE  # noqa: E402
 
 # Loss curves of small batches are noisy; overlays draw a rolling mean (config figures.smoothing).
 SMOOTHING_WINDOW = 50
 DIVERGED_COLOR = "tab:red"
+OPTIMUM_STYLE = {"linestyle": "--", "linewidth": 1.0}
+# An optimum's loss below this is 0 up to float64 rounding (every run starts at 0.5, from W = 0).
+ZERO_LOSS = 1e-9
 
 
 def read_metrics(path):
@@ -90,9 +96,34 @@ def _accuracy_points(metrics):
     return evaluated["iteration"], evaluated["test_accuracy"]
 
 
-def plot_run(metrics, info, paths, dpi=150):
-    """The original study's side-by-side figure: loss and test accuracy vs. iteration for one run (`info`: its RunInfo)."""
+def _legend(ax, loc):
+    """A legend of the labelled artists of `ax`, if any."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc=loc, fontsize=8)
+
+
+def _draw_optimum(loss_ax, acc_ax, optimum, impl, color="black", label="least-squares optimum"):
+    """The optimum of a training set (an Optimum) as dashed lines: its loss on `impl`'s loss scale
+    (study.LOSS_SCALE) and its test accuracy. An optimum that fits every training image (loss 0 up to
+    rounding: fewer images than independent pixels) has no line on the log loss axis; its label says so."""
+    loss = optimum.train_loss * LOSS_SCALE[impl]
+    if optimum.train_loss > ZERO_LOSS:
+        loss_ax.axhline(loss, color=color, **OPTIMUM_STYLE, label=f"{label}: loss {loss:.4g}")
+    else:
+        label += f" (fits the {optimum.train_size} images: loss 0)"
+    acc_ax.axhline(
+        optimum.test_accuracy, color=color, **OPTIMUM_STYLE, label=f"{label}: accuracy {optimum.test_accuracy:.4f}"
+    )
+
+
+def plot_run(metrics, info, paths, dpi=150, optimum=None):
+    """The original study's side-by-side figure: loss and test accuracy vs. iteration for one run (`info`: its
+    RunInfo), with the least-squares optimum of its training set (`optimum`, an Optimum) dashed."""
     fig, loss_ax, acc_ax = _curve_axes(describe_run(info))
+    if optimum is not None:  # the legends name the optimum's lines only
+        _draw_optimum(loss_ax, acc_ax, optimum, info.params.impl)
+        _legend(loss_ax, "upper right")
+        _legend(acc_ax, "lower right")
     loss_ax.plot(metrics["iteration"], _finite_loss(metrics), linewidth=0.6)
     acc_ax.plot(*_accuracy_points(metrics), linewidth=0.8)
     end = diverged_at(metrics)
@@ -106,41 +137,201 @@ def plot_run(metrics, info, paths, dpi=150):
     save(fig, paths, dpi)
 
 
-def plot_overlay(runs, title, paths, dpi=150, smoothing=SMOOTHING_WINDOW):
-    """Loss and accuracy curves of several runs on shared axes; `runs` is a list of (label, metrics).
+@dataclass
+class Configuration:
+    """The runs of one configuration (they differ only in their seed), for the figures that aggregate them."""
 
-    Loss curves are rolling means over `smoothing` iterations (1: raw); a diverged run's curves end
-    with a cross at the iteration it diverged.
+    label: str
+    metrics: list  # each run's metrics DataFrame
+    infos: list  # each run's RunInfo
+    optima: list = field(default_factory=list)  # each run's Optimum (a subset's depends on the seed)
+
+    @property
+    def impl(self):
+        return self.infos[0].params.impl
+
+    @property
+    def final_accuracies(self):
+        return np.array([info.final_test_accuracy for info in self.infos])
+
+    @property
+    def diverged(self):
+        return [info.diverged for info in self.infos]
+
+    def optimum(self):
+        """The Optimum of its training set; over several (subsets drawn by different seeds), their mean,
+        named after all of them."""
+        distinct = list({optimum.training_set: optimum for optimum in self.optima}.values())
+        if len(distinct) <= 1:
+            return distinct[0] if distinct else None
+        return dataclasses.replace(
+            distinct[0],
+            training_set="|".join(optimum.training_set for optimum in distinct),
+            train_loss=float(np.mean([optimum.train_loss for optimum in distinct])),
+            test_accuracy=float(np.mean([optimum.test_accuracy for optimum in distinct])),
+        )
+
+
+def _seed_curves(frames, column):
+    """(x, mean, low, high) of one column over the seeds' curves, aligned on the iteration (a diverged
+    seed's curve ends early: the statistics go on over the others)."""
+    table = pd.concat([frame.set_index("iteration")[column] for frame in frames], axis=1)
+    return table.index, table.mean(axis=1), table.min(axis=1), table.max(axis=1)
+
+
+def plot_overlay(configurations, title, paths, dpi=150, smoothing=SMOOTHING_WINDOW):
+    """Loss and accuracy curves of several configurations (`Configuration`s) on shared axes.
+
+    Loss curves are rolling means over `smoothing` iterations (1: raw). A configuration of one run is
+    its curves; of several seeds, their mean with a band from their minimum to their maximum. A diverged
+    run's curves end with a cross at the iteration it diverged. The least-squares optima of the training
+    sets are drawn dashed, once per training set and loss scale, in the colour of the first
+    configuration on it when there are several.
     """
     smoothed_by = f"rolling mean over {smoothing} iterations" if smoothing > 1 else "every iteration"
-    fig, loss_ax, acc_ax = _curve_axes(f"{title}: loss ({smoothed_by}) and test accuracy")
-    for label, metrics in runs:
-        smoothed = _finite_loss(metrics).rolling(smoothing, min_periods=1).mean()
-        end = diverged_at(metrics)
-        label = f"{label} (diverged at {end})" if end else label
-        (line,) = loss_ax.plot(metrics["iteration"], smoothed, linewidth=1, label=label)
-        acc_ax.plot(*_accuracy_points(metrics), linewidth=0.8, color=line.get_color(), label=label)
-        if end:
-            loss_ax.plot(end, smoothed.dropna().iloc[-1], "x", color=DIVERGED_COLOR, markersize=8)
-    acc_ax.legend(loc="lower right")
+    seeded = any(len(c.metrics) > 1 for c in configurations)
+    bands = "; lines: mean over seeds, bands: min to max" if seeded else ""
+    fig, loss_ax, acc_ax = _curve_axes(f"{title}: loss ({smoothed_by}) and test accuracy{bands}")
+    colors, tops = [], []  # tops: the highest loss of each configuration that did not diverge
+    for config in configurations:
+        label = config.label
+        ends = [end for end in map(diverged_at, config.metrics) if end]
+        if len(config.metrics) > 1:
+            label += f" ({len(config.metrics)} seeds" + (f", {len(ends)} diverged)" if ends else ")")
+        elif ends:
+            label += f" (diverged at {ends[0]})"
+        smoothed = [
+            pd.DataFrame(
+                {"iteration": m["iteration"], "loss": _finite_loss(m).rolling(smoothing, min_periods=1).mean()}
+            )
+            for m in config.metrics
+        ]
+        x, loss, low, high = _seed_curves(smoothed, "loss")
+        (line,) = loss_ax.plot(x, loss, linewidth=1, label=label)
+        color = line.get_color()
+        accuracy = [m.dropna(subset=["test_accuracy"]) for m in config.metrics]
+        ax_x, acc, acc_low, acc_high = _seed_curves(accuracy, "test_accuracy")
+        acc_ax.plot(ax_x, acc, linewidth=0.8, color=color, label=label)
+        if len(config.metrics) > 1:
+            loss_ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
+            acc_ax.fill_between(ax_x, acc_low, acc_high, color=color, alpha=0.2, linewidth=0)
+        for frame, end in zip(smoothed, map(diverged_at, config.metrics)):
+            if end:
+                loss_ax.plot(end, frame["loss"].dropna().iloc[-1], "x", color=DIVERGED_COLOR, markersize=8)
+        colors.append(color)
+        if not ends:
+            tops.append(high.max())
+    if tops and len(tops) < len(configurations):  # diverged curves run off the top, the others stay readable
+        loss_ax.set_ylim(top=3 * max(tops))
+    lines = {}  # (training set, loss scale) -> (Optimum, impl, colour)
+    for config, color in zip(configurations, colors):
+        optimum = config.optimum()
+        if optimum is not None:
+            lines.setdefault((optimum.training_set, LOSS_SCALE[config.impl]), (optimum, config.impl, color))
+    for optimum, impl, color in lines.values():
+        subsets = optimum.training_set.count("|") + 1
+        mean = f", mean of {subsets} subsets" if subsets > 1 else ""
+        if len(lines) == 1:
+            _draw_optimum(loss_ax, acc_ax, optimum, impl, label=f"least-squares optimum{mean}")
+        else:
+            _draw_optimum(loss_ax, acc_ax, optimum, impl, color, f"optimum, {optimum.train_size} images{mean}")
+    _legend(loss_ax, "upper right")
+    _legend(acc_ax, "best")
     save(fig, paths, dpi)
 
 
-def plot_final_accuracy(labels, accuracies, title, paths, dpi=150, diverged=None):
-    """Bar chart of each run's final test accuracy; diverged runs (flags in `diverged`) in red, marked."""
-    diverged = diverged or [False] * len(labels)
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(labels)), 4.5))
-    colors = [DIVERGED_COLOR if d else "tab:blue" for d in diverged]
-    bars = ax.bar(range(len(labels)), accuracies, alpha=0.7, color=colors)
-    ax.bar_label(
-        bars, labels=[f"{a:.4f}" + ("\ndiverged" if d else "") for a, d in zip(accuracies, diverged)], fontsize=9
-    )
-    ax.set_xticks(range(len(labels)), labels)
+def plot_final_accuracy(configurations, title, paths, dpi=150):
+    """Bar chart of each configuration's final test accuracy (`Configuration`s): one run's, or with
+    several seeds their mean, an error bar of one standard deviation and each seed as a dot. Diverged
+    runs in red, marked. Over each bar, the test accuracy of the least-squares optimum of its training set."""
+    labels = [c.label for c in configurations]
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 + max(1.2, 0.09 * max(map(len, labels))) * len(labels)), 4.5))
+    seeded = any(len(c.infos) > 1 for c in configurations)
+    means = [c.final_accuracies.mean() for c in configurations]
+    colors = [DIVERGED_COLOR if any(c.diverged) else "tab:blue" for c in configurations]
+    errors = [c.final_accuracies.std(ddof=1) if len(c.infos) > 1 else 0 for c in configurations]
+    ax.bar(range(len(configurations)), means, alpha=0.7, color=colors, yerr=errors if seeded else None, capsize=4)
+    for i, (config, mean, error) in enumerate(zip(configurations, means, errors)):
+        text = f"{mean:.4f}" + (f"\n± {error:.4f}" if len(config.infos) > 1 else "")
+        count = sum(config.diverged)
+        text += "" if not count else "\ndiverged" if len(config.infos) == 1 else f"\n{count} diverged"
+        # Inside a tall bar (the optimum's line is just above it), above a short one.
+        tall = mean > 0.3
+        ax.text(
+            i,
+            mean / 2 if tall else mean + error + 0.02,
+            text,
+            ha="center",
+            va="center" if tall else "bottom",
+            fontsize=9,
+        )
+    if seeded:
+        for i, config in enumerate(configurations):
+            dots = [DIVERGED_COLOR if d else "black" for d in config.diverged]
+            ax.scatter(
+                np.full(len(config.infos), i),
+                config.final_accuracies,
+                s=12,
+                c=dots,
+                zorder=3,
+                label=None if i else "each seed",
+            )
+    for i, config in enumerate(configurations):
+        optimum = config.optimum()
+        if optimum is not None:
+            ax.hlines(
+                optimum.test_accuracy,
+                i - 0.45,
+                i + 0.45,
+                color="black",
+                **OPTIMUM_STYLE,
+                label=None if i else "least-squares optimum of the training set",
+            )
+    _legend(ax, "lower right")
+    ax.set_xticks(range(len(configurations)), labels)
+    what = "mean over seeds, error bars: one standard deviation" if seeded else "final test accuracy"
     ax.set(
-        title=as_written(f"{title}: final test accuracy", fig.get_figwidth()),
+        title=as_written(f"{title}: {what}", fig.get_figwidth()),
         ylabel="test accuracy at the last iteration",
         ylim=(0, 1),
     )
+    save(fig, paths, dpi)
+
+
+def plot_learning_rates(lines, title, paths, dpi=150):
+    """Final test accuracy against the learning rate (log axis), one line per `lines` entry: (label,
+    {lr: Configuration}). Several seeds: the mean with an error bar of one standard deviation. A diverged
+    run is drawn, not dropped: a red cross at its final accuracy, labelled with the iteration it diverged at."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for number, (label, by_lr) in enumerate(lines):
+        rates = sorted(by_lr)
+        means = [by_lr[lr].final_accuracies.mean() for lr in rates]
+        errors = [by_lr[lr].final_accuracies.std(ddof=1) if len(by_lr[lr].infos) > 1 else 0 for lr in rates]
+        ax.errorbar(rates, means, yerr=errors, marker="o", markersize=4, capsize=3, label=label)
+        for lr in rates:
+            diverged = [info for info in by_lr[lr].infos if info.diverged]
+            for info in diverged:
+                ax.plot(lr, info.final_test_accuracy, "x", color=DIVERGED_COLOR, markersize=9)
+            if diverged:
+                at = ", ".join(sorted({str(info.diverged_at_iteration) for info in diverged}, key=int))
+                ax.annotate(
+                    f"{label}: {len(diverged)} of {len(by_lr[lr].infos)} diverged, at iteration {at}",
+                    (lr, max(info.final_test_accuracy for info in diverged)),
+                    textcoords="offset points",
+                    xytext=(-6, 8 + 11 * number),
+                    ha="right",
+                    fontsize=8,
+                    color=DIVERGED_COLOR,
+                )
+    ax.plot([], [], "x", color=DIVERGED_COLOR, label="diverged run (at its final accuracy)")
+    ax.set_xscale("log")
+    ax.set(
+        title=as_written(f"{title}: final test accuracy vs. learning rate", fig.get_figwidth()),
+        xlabel="learning rate",
+        ylabel="test accuracy at the last iteration",
+        ylim=(0, 1),
+    )
+    ax.legend(loc="lower left", fontsize=8)
     save(fig, paths, dpi)
 
 
@@ -157,4 +348,42 @@ def plot_wall_time(summary, paths, dpi=150):
     ax.invert_yaxis()
     ax.set(title="Training wall time per run (data loading excluded)", xlabel="seconds")
     ax.margins(x=0.3)
+    save(fig, paths, dpi)
+
+
+def plot_weights(weight, title, paths, dpi=150, class_names=CLASS_NAMES):
+    """The ten columns of a (784, 10) weight as 28 x 28 images, one panel per class, on one symmetric
+    diverging colour scale (red: the pixel raises the class's score, blue: lowers it)."""
+    weight = np.asarray(weight, dtype=np.float64)
+    finite = np.abs(weight[np.isfinite(weight)])
+    scale = finite.max() if finite.size and finite.max() > 0 else 1.0
+    fig, axes = plt.subplots(2, 5, figsize=(12, 4.8))
+    for k, ax in enumerate(axes.flat):
+        image = ax.imshow(weight[:, k].reshape(28, 28), cmap="RdBu_r", vmin=-scale, vmax=scale)
+        ax.set_title(class_names[k])
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.colorbar(image, ax=axes, shrink=0.8, label="weight")
+    fig.suptitle(as_written(f"{title}: final weight of each class", fig.get_figwidth()), y=0.96, va="bottom")
+    save(fig, paths, dpi)
+
+
+def plot_confusion(confusion, title, paths, dpi=150, class_names=CLASS_NAMES):
+    """A (10, 10) confusion matrix of counts: rows the true class, columns the predicted one."""
+    confusion = np.asarray(confusion)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    image = ax.imshow(confusion, cmap="Blues")
+    brightest = confusion.max() or 1
+    for (i, j), count in np.ndenumerate(confusion):
+        ax.text(
+            j, i, str(count), ha="center", va="center", fontsize=8, color="white" if count > brightest / 2 else "black"
+        )
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45 if max(map(len, class_names)) > 2 else 0, ha="right")
+    ax.set_yticks(ticks, class_names)
+    ax.set(xlabel="predicted class", ylabel="true class")
+    fig.colorbar(image, ax=ax, label="test images")
+    accuracy = np.trace(confusion) / max(confusion.sum(), 1)
+    ax.set_title(
+        as_written(f"{title}: test-set confusion of the final weights (accuracy {accuracy:.4f})", fig.get_figwidth())
+    )
     save(fig, paths, dpi)

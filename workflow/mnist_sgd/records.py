@@ -66,6 +66,8 @@ class RunInfo:
     peak_rss_mb: float
     gpu_peak_allocated_mb: Optional[float]
     data_sha256: Optional[str] = None  # of the cached tensors it trained on (mnist_sgd.data.tensors_sha256)
+    # Test images of class i (row) that the final weights (weights.npy, after the last step) put in class j.
+    confusion: Optional[list] = None
 
     @property
     def diverged(self):
@@ -73,14 +75,54 @@ class RunInfo:
 
     def write(self, path):
         """Write the record as JSON, atomically."""
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        _write_json(path, self)
 
     @classmethod
     def read(cls, path):
         """The record in the `run.json` at `path`."""
         fields = json.loads(Path(path).read_text())
         return cls(**{**fields, "params": TrainConfig(**fields["params"]), "resolved": Resolved(**fields["resolved"])})
+
+
+@dataclass(frozen=True)
+class Optimum:
+    """`results/optimum/<training set>.json`: the exact least-squares optimum of a training set
+    (mnist_sgd.optimum), the yardstick of every run on that set."""
+
+    training_set: str  # its name (mnist_sgd.study.training_set_name)
+    train_size: int  # images in it
+    rank: int  # of its images' matrix
+    train_loss: float  # 0.5 * ||Y - XW||^2 / n at the optimum: the from-scratch loss (study.LOSS_SCALE)
+    test_accuracy: float
+    seconds: float  # to compute it, data loading excluded
+    data_sha256: Optional[str] = None  # of the cached tensors it was computed on
+
+    def write(self, path):
+        """Write the record as JSON, atomically."""
+        _write_json(path, self)
+
+    @classmethod
+    def read(cls, path):
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def run_name(info_path):
+    """The run whose `run.json` is at `info_path`: its folder under results/runs/, e.g.
+    scratch/train100_batch100_lr0.001_it6000_seed0."""
+    path = Path(info_path)
+    return f"{path.parent.parent.name}/{path.parent.name}"
+
+
+def _write_json(path, record):
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(dataclasses.asdict(record), indent=2) + "\n")
+
+
+def write_weights(path, weight):
+    """Save a run's final (784, 10) float32 weight as .npy, atomically: `numpy.load(path)` reads it back
+    (no pickle)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as stream:
+        np.save(stream, np.ascontiguousarray(weight, dtype=np.float32), allow_pickle=False)
 
 
 def git_state(path=Path(__file__).resolve().parents[2]):

@@ -11,9 +11,9 @@ import time
 import numpy as np
 import torch
 
-from .data import NUM_CLASSES, NUM_FEATURES
+from .data import NUM_CLASSES, NUM_FEATURES, seeded_generator, training_set
 from .sgd import SAMPLERS
-from .train import RunResult, seeded_generator, training_set
+from .train import RunResult
 
 
 def seed_gradient(data, label, weight):
@@ -74,4 +74,5 @@ def reference_train(data, config):
         test_size=data.test_labels.shape[0],
         wall_seconds=time.perf_counter() - start,
         train_size=images.shape[0],
+        weight=(weight if config.impl == "scratch" else model.weight.detach().T).cpu().numpy(),
     )

@@ -6,6 +6,7 @@ accepts the training program accepts. Nothing here imports torch: planning stays
 """
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -37,6 +38,16 @@ RUN_WILDCARDS = {
     "sampling": r"(_epochs)?",
     "evaluation": r"(_every([2-9]|[1-9]\d+))?",
 }
+
+
+# The names of the ten classes, in label order (figure panels and axes).
+CLASS_NAMES = tuple(str(digit) for digit in range(10))
+# Each update rule's loss, as a multiple of the from-scratch loss 0.5 * ||Y - XW||^2 / b at the same
+# weights: torch's MSELoss averages over the b x 10 outputs and has no 1/2, so it is 2/10 of it.
+LOSS_SCALE = {"scratch": 1.0, "torch": 0.2}
+# A training set: all the training images, or the random subset of `train_size` that `seed` draws
+# (mnist_sgd.data.training_set); every run on it shares its least-squares optimum (mnist_sgd.optimum).
+TRAINING_SET_WILDCARD = r"trainall|train[1-9]\d*_seed\d+"
 
 
 class ConfigError(ValueError):
@@ -130,8 +141,13 @@ def run_name(config):
     )
 
 
-# The config lists of a sweep, by the TrainConfig field each one sets.
-SWEEP_LISTS = {"train_size": "train_sizes", "batch_size": "batch_sizes", "seed": "seeds"}
+# The config lists of a sweep, by the TrainConfig field each one sets (`lr`: a number or a list).
+SWEEP_LISTS = {"train_size": "train_sizes", "batch_size": "batch_sizes", "seed": "seeds", "lr": "lr"}
+
+
+def learning_rates(sweep):
+    """A sweep's learning rates: its `lr`, a number or a list of them, as a list."""
+    return sweep["lr"] if isinstance(sweep["lr"], list) else [sweep["lr"]]
 
 
 def sweep_runs(config, name, num_train=None):
@@ -148,27 +164,28 @@ def sweep_runs(config, name, num_train=None):
                 if train_size == "all":
                     raise SweepError(f"{where}.batch_sizes='train_size' needs integer train_sizes, not all")
                 batch_size = train_size
-            for seed in sweep.get("seeds", [0]):
-                run = TrainConfig(
-                    impl=sweep["impl"],
-                    train_size=None if train_size == "all" else train_size,
-                    batch_size=batch_size,
-                    iterations=sweep["iterations"],
-                    lr=sweep["lr"],
-                    seed=seed,
-                    eval_every=config.get("eval_every", 1),
-                    sampling=sweep.get("sampling"),
-                )
-                try:
-                    run.validate(num_train)
-                except ConfigError as err:
-                    key = SWEEP_LISTS.get(err.name)
-                    if err.name == "eval_every":
-                        raise SweepError(f"config error: {err}") from None
-                    raise SweepError(
-                        f"{where}.{key} has {err.value!r}: {err.reason}" if key else f"{where}.{err}"
-                    ) from None
-                runs.append(run_name(run))
+            for lr in learning_rates(sweep):
+                for seed in sweep.get("seeds", [0]):
+                    run = TrainConfig(
+                        impl=sweep["impl"],
+                        train_size=None if train_size == "all" else train_size,
+                        batch_size=batch_size,
+                        iterations=sweep["iterations"],
+                        lr=lr,
+                        seed=seed,
+                        eval_every=config.get("eval_every", 1),
+                        sampling=sweep.get("sampling"),
+                    )
+                    try:
+                        run.validate(num_train)
+                    except ConfigError as err:
+                        key = SWEEP_LISTS.get(err.name)
+                        if err.name == "eval_every":
+                            raise SweepError(f"config error: {err}") from None
+                        raise SweepError(
+                            f"{where}.{key} has {err.value!r}: {err.reason}" if key else f"{where}.{err}"
+                        ) from None
+                    runs.append(run_name(run))
     return list(dict.fromkeys(runs))  # batch_sizes [100, train_size] with train_sizes [100]: one run
 
 
@@ -193,20 +210,54 @@ def group_title(config, name):
     return group.get("title", name)
 
 
+_RUN_NAME = re.compile(
+    r"(?P<impl>[a-z]+)/train(?P<train_size>all|\d+)_batch(?P<batch_size>\d+)_lr(?P<lr>[^_]+)"
+    r"_it(?P<iterations>\d+)(_seed(?P<seed>\d+))?(?P<extra>.*)"
+)
+
+
 def parse_run(run):
-    """The parameters encoded in a run name, as strings."""
-    impl, rest = run.split("/")
-    train, batch, lr, iterations, seed, *extra = rest.split("_")
+    """The parameters encoded in a run name (or a configuration's name, whose seed is ""), as strings."""
+    params = _RUN_NAME.fullmatch(run).groupdict()
+    extra = params.pop("extra").split("_")
+    impl = params["impl"]
     return {
-        "impl": impl,
-        "train_size": train[len("train") :],
-        "batch_size": batch[len("batch") :],
-        "lr": lr[len("lr") :],
-        "iterations": iterations[len("it") :],
-        "seed": seed[len("seed") :],
+        **params,
+        "seed": params["seed"] or "",
         "sampling": "epochs" if "epochs" in extra else DEFAULT_SAMPLING.get(impl, ""),
         "eval_every": next((part[len("every") :] for part in extra if part.startswith("every")), "1"),
     }
+
+
+def configuration(run):
+    """The name of run `run`'s configuration: its name without the seed. The runs of a configuration
+    differ only in their seed, and the figures and summary_by_config.csv aggregate over them."""
+    return re.sub(r"_seed\d+", "", run, count=1)
+
+
+def configurations(runs):
+    """{configuration: its runs}, both in the order of `runs`."""
+    groups = {}
+    for run in runs:
+        groups.setdefault(configuration(run), []).append(run)
+    return groups
+
+
+def training_set_name(run):
+    """The name of the training set run `run` trains on (TRAINING_SET_WILDCARD): the seed picks a
+    subset, so it is part of a subset's name and not of the whole set's."""
+    params = parse_run(run)
+    if params["train_size"] == "all":
+        return "trainall"
+    return f"train{params['train_size']}_seed{params['seed']}"
+
+
+def parse_training_set(name):
+    """(train_size, seed) of a training set's name: train_size None for the whole set."""
+    if name == "trainall":
+        return None, 0
+    size, seed = name[len("train") :].split("_seed")
+    return int(size), int(seed)
 
 
 def run_config(run, device="auto"):
@@ -263,7 +314,7 @@ def comparison_runs(config, name, sweeps):
         sweep = selector["sweep"]
         if sweep not in sweeps:
             raise SweepError(f"{where}: sweep={sweep!r} is not a sweep; sweeps are {sorted(sweeps)}")
-        wanted = {key: str(value) for key, value in selector.items() if key != "sweep"}
+        wanted = {key: repr(float(v)) if key == "lr" else str(v) for key, v in selector.items() if key != "sweep"}
         matches = [run for run in sweeps[sweep] if wanted.items() <= parse_run(run).items()]
         if not matches:
             raise SweepError(f"{where}: no run of sweep {sweep!r} has {wanted}; its runs are {sweeps[sweep]}")
@@ -271,11 +322,27 @@ def comparison_runs(config, name, sweeps):
     return runs
 
 
-def run_labels(runs):
-    """Short labels for runs compared in one figure: the parameters that vary among them."""
+def learning_rate_lines(runs):
+    """The lines of a learning-rate figure of `runs`: [{lr: the runs of that configuration}], one per
+    configuration but for its learning rate, in the order of `runs`."""
+    lines = {}
+    for config, members in configurations(runs).items():
+        lr = parse_run(config)["lr"]
+        lines.setdefault(config.replace(f"_lr{lr}_", "_lr_", 1), {})[float(lr)] = members
+    return list(lines.values())
+
+
+def learning_rate_labels(runs):
+    """The labels of the lines of learning_rate_lines(runs): what varies among them but the learning rate."""
+    return run_labels([next(iter(line.values()))[0] for line in learning_rate_lines(runs)], leave_out=("lr", "seed"))
+
+
+def run_labels(runs, leave_out=()):
+    """Short labels for runs (or configurations) compared in one figure: the parameters that vary among
+    them, but those in `leave_out` (e.g. the one a figure's axis shows)."""
     params = [parse_run(run) for run in runs]
     keys = ("impl", "sampling", "train_size", "batch_size", "lr", "iterations", "seed", "eval_every")
-    varying = [k for k in keys if len({p[k] for p in params}) > 1]
+    varying = [k for k in keys if len({p[k] for p in params}) > 1 and k not in leave_out]
     if {"train_size", "batch_size"} <= set(varying) and all(p["batch_size"] == p["train_size"] for p in params):
         varying.remove("batch_size")  # batch = subset size: one number says both
     names = {"train_size": "train", "batch_size": "batch", "iterations": "it", "eval_every": "every"}

@@ -5,13 +5,32 @@ from pathlib import Path
 import pandas as pd
 
 from .files import atomic_path
-from .records import RunInfo
+from .records import Optimum, RunInfo, run_name
+from .study import LOSS_SCALE, configuration
+
+# summary_by_config.csv: a configuration's parameters (all but the seed) and statistics over its seeds.
+CONFIG_COLUMNS = [
+    "configuration",
+    "sweeps",
+    "dataset",
+    "impl",
+    "sampling",
+    "train_size",
+    "batch_size",
+    "lr",
+    "iterations",
+    "eval_every",
+]
+AGGREGATED = ["final_test_accuracy", "best_test_accuracy", "final_train_loss", "wall_seconds"]
+STATISTICS = ["mean", "std", "min", "max"]
 
 COLUMNS = [
     "run",
     "sweeps",
     "status",
+    "dataset",
     "impl",
+    "sampling",
     "train_size",
     "batch_size",
     "seed",
@@ -22,6 +41,9 @@ COLUMNS = [
     "final_train_loss",
     "final_test_accuracy",
     "best_test_accuracy",
+    "optimum_train_loss",
+    "optimum_test_accuracy",
+    "optimum_accuracy_gap",
     "wall_seconds",
     "seconds_per_iteration",
     "peak_rss_mb",
@@ -37,21 +59,24 @@ COLUMNS = [
 ]
 
 
-def run_name(info_path):
-    """The run's folder under results/runs/, e.g. scratch/train100_batch100_lr0.001_it6000_seed0."""
-    path = Path(info_path)
-    return f"{path.parent.parent.name}/{path.parent.name}"
-
-
-def summary_row(info, run, sweeps=()):
+def summary_row(info, run, sweeps=(), optimum=None):
     """Flatten one run's RunInfo into a summary row (the COLUMNS it has): its parameters, as resolved
-    where they ran (`train_size` a number, `device` the one used), and its outcome, cost and provenance."""
+    where they ran (`train_size` a number, `device` the one used), and its outcome, cost and provenance;
+    with the Optimum of its training set, the optimum's loss (on the run's loss scale) and test accuracy,
+    and how far below that accuracy the run ended."""
     fields = {name: value for name, value in vars(info).items() if name not in ("params", "resolved")}
-    return {"run": run, "sweeps": ";".join(sweeps), **vars(info.params), **vars(info.resolved), **fields}
+    row = {"run": run, "sweeps": ";".join(sweeps), **vars(info.params), **vars(info.resolved), **fields}
+    row.update(dataset="mnist", sampling=info.params.batch_sampling)
+    if optimum is not None:
+        row["optimum_train_loss"] = optimum.train_loss * LOSS_SCALE[info.params.impl]
+        row["optimum_test_accuracy"] = optimum.test_accuracy
+        row["optimum_accuracy_gap"] = optimum.test_accuracy - info.final_test_accuracy
+    return row
 
 
-def summarize(info_paths, sweeps_by_run=None, log_paths=None):
-    """The summary table of the runs whose info JSON files are `info_paths`.
+def summarize(info_paths, sweeps_by_run=None, log_paths=None, optimum_paths=None):
+    """The summary table of the runs whose info JSON files are `info_paths`; `optimum_paths` (same
+    order) are the Optimum files of their training sets, where they exist.
 
     A run without its info file gets a row that says so: status `failed` when its log (in
     `log_paths`, same order) exists, naming the log, else `missing` (it never started).
@@ -62,7 +87,9 @@ def summarize(info_paths, sweeps_by_run=None, log_paths=None):
         run = run_name(path)
         sweeps = sweeps_by_run.get(run, ())
         if Path(path).exists():
-            rows.append(summary_row(RunInfo.read(path), run, sweeps))
+            optimum = optimum_paths[i] if optimum_paths else None
+            optimum = Optimum.read(optimum) if optimum and Path(optimum).exists() else None
+            rows.append(summary_row(RunInfo.read(path), run, sweeps, optimum))
             continue
         log = log_paths[i] if log_paths else None
         failed = log is not None and Path(log).exists()
@@ -75,6 +102,27 @@ def summarize(info_paths, sweeps_by_run=None, log_paths=None):
             }
         )
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def by_config(table):
+    """summary_by_config: one row per configuration of the runs in `table` (a summarize() table) that
+    finished: its parameters (CONFIG_COLUMNS), `n_seeds`, `n_diverged`, and the mean, standard deviation
+    (over seeds, n - 1 in the denominator; empty for one seed), minimum and maximum of each AGGREGATED
+    metric (a diverged run has no final loss: its loss statistics are over the others)."""
+    finished = table[table["status"].isin(["ok", "diverged"])].assign(
+        configuration=lambda t: t["run"].map(configuration)
+    )
+    rows = []
+    for _, runs in finished.groupby("configuration", sort=False):
+        row = {column: runs[column].iloc[0] for column in CONFIG_COLUMNS}
+        row.update(n_seeds=len(runs), n_diverged=int((runs["status"] == "diverged").sum()))
+        for metric in AGGREGATED:
+            values = runs[metric].astype(float)
+            row.update({f"{metric}_{name}": getattr(values, name)() for name in STATISTICS})
+        rows.append(row)
+    columns = CONFIG_COLUMNS + ["n_seeds", "n_diverged"]
+    columns += [f"{metric}_{name}" for metric in AGGREGATED for name in STATISTICS]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def write_summary(table, csv_path, html_path=None):

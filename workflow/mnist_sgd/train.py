@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from . import __version__, gpus, steps
-from .data import DataError, load_cache
-from .records import Resolved, RunInfo, cpu_name, git_state, write_metrics
+from .data import NUM_CLASSES, NUM_FEATURES, DataError, load_cache, seeded_generator, training_set
+from .records import Resolved, RunInfo, cpu_name, git_state, write_metrics, write_weights
 from .sgd import EVAL_BLOCK, SAMPLERS, UPDATERS, AccuracyRecorder
 from .study import DEVICES, ConfigError, TrainConfig
 
@@ -44,6 +44,8 @@ class RunResult:
     diverged_at: Optional[int] = None
     cuda_graphs: bool = False  # every chunk after the first of its shape was a CUDA graph replay
     cuda_graphs_error: Optional[str] = None  # why graphs were given up, if they were
+    weight: Optional[np.ndarray] = None  # the final (784, 10) weight, after the last step
+    confusion: Optional[np.ndarray] = None  # (10, 10): test images of class i the final weight puts in class j
 
     @property
     def test_accuracy(self):
@@ -76,25 +78,6 @@ def claim_cuda_device(log=print):
     torch.cuda.set_device(index)
     log(f"using cuda:{index} ({torch.cuda.get_device_name(index)})")
     return torch.device("cuda", index)
-
-
-def seeded_generator(seed):
-    """Seed torch's global generators and return the CPU generator that draws subsets and batches.
-
-    Subsets and batches are drawn on the CPU whatever the device, so a run sees the same batches on
-    every machine.
-    """
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
-def training_set(data, train_size, generator):
-    """The training images and one-hot targets: all of them, or a seeded random subset of `train_size`."""
-    num_train = data.train_images.shape[0]
-    if train_size is None or train_size == num_train:
-        return data.train_images, data.train_targets
-    subset = torch.randperm(num_train, generator=generator)[:train_size].to(data.train_images.device)
-    return data.train_images.index_select(0, subset), data.train_targets.index_select(0, subset)
 
 
 def train(data, config, log=print, cuda_graphs=True):
@@ -149,6 +132,7 @@ def train(data, config, log=print, cuda_graphs=True):
     correct = recorder.correct()  # copies every score to the host once
     train_loss = losses.cpu().numpy()
     wall_seconds = time.perf_counter() - start
+    weight = torch.zeros(NUM_FEATURES, NUM_CLASSES, device=device).index_copy_(0, updater.features, updater.weight)
     done = diverged_at or config.iterations
     return RunResult(
         train_loss[:done],
@@ -159,7 +143,15 @@ def train(data, config, log=print, cuda_graphs=True):
         diverged_at,
         cuda_graphs=graphs is not None and graphs.error is None,
         cuda_graphs_error=graphs and graphs.error,
+        weight=weight.cpu().numpy(),
+        confusion=confusion_matrix(data.test_images @ weight, data.test_labels),
     )
+
+
+def confusion_matrix(logits, labels):
+    """(10, 10) NumPy counts: how many images of class i (row) the logits' argmax puts in class j."""
+    pairs = labels * NUM_CLASSES + logits.argmax(dim=1)
+    return torch.bincount(pairs, minlength=NUM_CLASSES**2).view(NUM_CLASSES, NUM_CLASSES).cpu().numpy()
 
 
 def _first_non_finite(losses):
@@ -189,8 +181,10 @@ def run(
     cuda_graphs=True,
     data_sources=None,
     rebuild_from=None,
+    weights_path=None,
 ):
-    """Load the cached data, train one run, and write its metrics CSV and info JSON.
+    """Load the cached data, train one run, and write its metrics CSV and info JSON (and, given
+    `weights_path`, its final weight as .npy).
 
     `data_sources`, when given, are the SHA-256s of the IDX files the cache must have been built from;
     `rebuild_from`, the IDX files to rebuild a damaged cache from (see `load_cache`).
@@ -207,6 +201,8 @@ def run(
     setup_seconds = time.perf_counter() - start
     result = train(data, config, log, cuda_graphs)
     write_metrics(metrics_path, result)
+    if weights_path:
+        write_weights(weights_path, result.weight)
     resolved = Resolved(
         train_size=result.train_size,
         device=str(device),
@@ -255,6 +251,7 @@ def run_info(config, result, resolved, setup_seconds, data_sha256=None):
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
         gpu_peak_allocated_mb=torch.cuda.max_memory_allocated(resolved.device) / 2**20 if cuda else None,
         data_sha256=data_sha256,
+        confusion=result.confusion.tolist(),
     )
 
 
@@ -265,6 +262,7 @@ def parse_args(argv=None):
     parser.add_argument("--data", required=True, help="data cache written by the workflow (results/data/mnist.pt)")
     parser.add_argument("--metrics", required=True, help="output metrics CSV")
     parser.add_argument("--info", required=True, help="output JSON of parameters and timings")
+    parser.add_argument("--weights", help="output .npy of the final (784, 10) weight (default: not kept)")
     parser.add_argument("--impl", choices=sorted(UPDATERS), default=defaults.impl, help="update rule")
     parser.add_argument(
         "--train-size",
@@ -310,6 +308,7 @@ def main(argv=None):
             threads=args.threads,
             log=lambda m: print(m, file=sys.stderr, flush=True),
             cuda_graphs=args.cuda_graphs,
+            weights_path=args.weights,
         )
     except (ConfigError, DataError) as err:
         sys.exit(f"error: {err}")

@@ -17,10 +17,15 @@ from mnist_sgd.imports import PACKAGE, imports
 from mnist_sgd.study import (
     RUN_PATTERN as RUN,
     RUN_WILDCARDS,
+    TRAINING_SET_WILDCARD,
     SweepError,
+    configurations,
     estimated_seconds,
+    learning_rate_labels,
+    learning_rate_lines,
     plan,
     run_labels,
+    training_set_name,
 )
 
 
@@ -110,6 +115,7 @@ HAS_GPU = count_gpus() > 0
 wildcard_constraints:
     **RUN_WILDCARDS,
     group=r"[A-Za-z0-9_]+",
+    training_set=TRAINING_SET_WILDCARD,
     idx_file="|".join(IDX_FILES),
     ext="|".join(FORMATS),
 
@@ -194,18 +200,31 @@ def run_files(runs, name):
     return [f"results/runs/{run}/{name}" for run in runs]
 
 
+def optimum_file(run):
+    """The least-squares optimum of the training set run `run` trains on (rule optimum)."""
+    return f"results/optimum/{training_set_name(run)}.json"
+
+
 def run_figures(runs):
-    return [f"results/figures/runs/{run}.{ext}" for run in runs for ext in FORMATS]
+    """Each run's curves, and what its model learned (weights and confusion matrix)."""
+    return [
+        path
+        for run in runs
+        for name in (f"{run}", f"{run}/weights", f"{run}/confusion")
+        for path in expand(f"results/figures/runs/{name}.{{ext}}", ext=FORMATS)
+    ]
 
 
 def group_figures(group):
-    """The figures of a sweep or comparison: its overlays and each of its runs' own figure."""
+    """The figures of a sweep or comparison: its overlays (and the learning-rate figure where its runs
+    have several) and each of its runs' own figures."""
+    runs = FIGURE_GROUPS[group][1]
+    several = any(len(line) > 1 for line in learning_rate_lines(runs))
+    kinds = ["curves", "final_accuracy"] + (["learning_rate"] if several else [])
     overlays = [
-        f"results/figures/{group}/{kind}.{ext}"
-        for kind in ("curves", "final_accuracy")
-        for ext in FORMATS
+        f"results/figures/{group}/{kind}.{ext}" for kind in kinds for ext in FORMATS
     ]
-    return overlays + run_figures(FIGURE_GROUPS[group][1])
+    return overlays + run_figures(runs)
 
 
 def all_figures():
@@ -225,6 +244,7 @@ def write_partial_summary():
         run_files(RUNS, "run.json"),
         SWEEPS_BY_RUN,
         [f"results/logs/train/{run}.log" for run in RUNS],
+        [optimum_file(run) for run in RUNS],
     )
     write_summary(table, "results/summary_partial.csv")
     incomplete = table[table["status"].isin(["failed", "missing"])]

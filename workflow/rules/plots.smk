@@ -2,23 +2,28 @@
 # Their params hold figure options and the plotting code's digest: changing either redraws only figures.
 
 
+# How the report's table of a run's figures names them.
+RUN_LABELS = {
+    "training images": "{train_size}",
+    "batch size": "{batch_size}",
+    "learning rate": "{lr}",
+    "iterations": "{iterations}",
+    "seed": "{seed}",
+}
+
+
 rule plot_run:
     input:
         metrics=rules.train.output.metrics,
         info=rules.train.output.info,
+        optimum=lambda wildcards: optimum_file(RUN.format(**wildcards)),
     output:
         figure(
             f"results/figures/runs/{RUN}.{{ext}}",
             caption="run",
             category="2. Runs",
             subcategory="{impl}",
-            labels={
-                "training images": "{train_size}",
-                "batch size": "{batch_size}",
-                "learning rate": "{lr}",
-                "iterations": "{iterations}",
-                "seed": "{seed}",
-            },
+            labels={**RUN_LABELS, "figure": "loss and accuracy"},
         ),
     log:
         f"results/logs/plot_run/{RUN}.log",
@@ -31,12 +36,45 @@ rule plot_run:
         "../scripts/plot_run.py"
 
 
+rule plot_model:
+    input:
+        weights=rules.train.output.weights,
+        info=rules.train.output.info,
+    output:
+        weights=figure(
+            f"results/figures/runs/{RUN}/weights.{{ext}}",
+            caption="weights",
+            category="2. Runs",
+            subcategory="{impl}",
+            labels={**RUN_LABELS, "figure": "final weights"},
+        ),
+        confusion=figure(
+            f"results/figures/runs/{RUN}/confusion.{{ext}}",
+            caption="confusion",
+            category="2. Runs",
+            subcategory="{impl}",
+            labels={**RUN_LABELS, "figure": "confusion matrix"},
+        ),
+    log:
+        f"results/logs/plot_model/{RUN}.log",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        dpi=config["figures"]["dpi"],
+        code=code_digest("plot_model"),
+    script:
+        "../scripts/plot_model.py"
+
+
 rule plot_group:
     input:
         metrics=lambda wildcards: run_files(
             FIGURE_GROUPS[wildcards.group][1], "metrics.csv"
         ),
         infos=lambda wildcards: run_files(FIGURE_GROUPS[wildcards.group][1], "run.json"),
+        optima=lambda wildcards: [
+            optimum_file(run) for run in FIGURE_GROUPS[wildcards.group][1]
+        ],
     output:
         curves=figure(
             "results/figures/{group}/curves.{ext}",
@@ -60,12 +98,39 @@ rule plot_group:
         # The title as reStructuredText for the captions: the report also lists params as they are,
         # so no raw text from the config goes there. The script reads the title from the config.
         title=lambda wildcards: rst_text(FIGURE_GROUPS[wildcards.group][0]),
-        labels=lambda wildcards: run_labels(FIGURE_GROUPS[wildcards.group][1]),
+        labels=lambda wildcards: run_labels(
+            list(configurations(FIGURE_GROUPS[wildcards.group][1]))
+        ),
         smoothing=config["figures"]["smoothing"],
         dpi=config["figures"]["dpi"],
         code=code_digest("plot_group"),
     script:
         "../scripts/plot_group.py"
+
+
+# For a sweep or comparison with several learning rates.
+rule plot_learning_rate:
+    input:
+        infos=lambda wildcards: run_files(FIGURE_GROUPS[wildcards.group][1], "run.json"),
+    output:
+        figure(
+            "results/figures/{group}/learning_rate.{ext}",
+            caption="learning_rate",
+            category="1. Sweeps and comparisons",
+            subcategory="{group}",
+            labels={"figure": "accuracy vs. learning rate"},
+        ),
+    log:
+        "results/logs/plot_learning_rate/{group}.log",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        title=lambda wildcards: rst_text(FIGURE_GROUPS[wildcards.group][0]),
+        labels=lambda wildcards: learning_rate_labels(FIGURE_GROUPS[wildcards.group][1]),
+        dpi=config["figures"]["dpi"],
+        code=code_digest("plot_learning_rate"),
+    script:
+        "../scripts/plot_learning_rate.py"
 
 
 rule plot_wall_time:

@@ -11,6 +11,7 @@ rule train:
     output:
         metrics=f"results/runs/{RUN}/metrics.csv",
         info=f"results/runs/{RUN}/run.json",
+        weights=f"results/runs/{RUN}/weights.npy",
     log:
         f"results/logs/train/{RUN}.log",
     benchmark:
@@ -33,9 +34,29 @@ rule train:
         "../scripts/train.py"
 
 
+# The exact least-squares optimum of each training set the runs use: the yardstick in the summary and the figures.
+rule optimum:
+    input:
+        data=ancient(rules.format_mnist.output.cache),
+    output:
+        "results/optimum/{training_set}.json",
+    log:
+        "results/logs/optimum/{training_set}.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    params:
+        data=DATA_DIGEST,
+        code=code_digest("optimum"),
+        idx_files=list(rules.format_mnist.input),
+    script:
+        "../scripts/optimum.py"
+
+
 rule summarize:
     input:
         infos=run_files(RUNS, "run.json"),
+        optima=[optimum_file(run) for run in RUNS],  # one per run, in the same order
     output:
         csv="results/summary.csv",
         html=report(
@@ -43,6 +64,13 @@ rule summarize:
             caption="../report/summary.rst",
             category="4. Summary table",
             labels={"table": "one row per run"},
+        ),
+        by_config_csv="results/summary_by_config.csv",
+        by_config_html=report(
+            "results/summary_by_config.html",
+            caption="../report/summary_by_config.rst",
+            category="4. Summary table",
+            labels={"table": "one row per configuration (seeds aggregated)"},
         ),
     log:
         "results/logs/summarize.log",

@@ -1,4 +1,5 @@
-"""Rule plot_group: overlaid curves and final test accuracy of every run of a sweep or a comparison."""
+"""Rule plot_group: overlaid curves and final test accuracy of every configuration of a sweep or a
+comparison (the runs of a configuration differ only in their seed, and are aggregated)."""
 
 import sys
 from pathlib import Path
@@ -6,20 +7,20 @@ from pathlib import Path
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from mnist_sgd.plots import plot_final_accuracy, plot_overlay, read_metrics  # noqa: E402
-from mnist_sgd.records import RunInfo  # noqa: E402
-from mnist_sgd.study import group_title  # noqa: E402
+from mnist_sgd.plots import Configuration, plot_final_accuracy, plot_overlay, read_metrics  # noqa: E402
+from mnist_sgd.records import Optimum, RunInfo, run_name  # noqa: E402
+from mnist_sgd.study import configurations, group_title  # noqa: E402
 
 params = snakemake.params
 title = group_title(snakemake.config, snakemake.wildcards.group)
-metrics = [read_metrics(path) for path in snakemake.input.metrics]
-infos = [RunInfo.read(path) for path in snakemake.input.infos]
-plot_overlay(list(zip(params.labels, metrics)), title, snakemake.output.curves, params.dpi, params.smoothing)
-plot_final_accuracy(
-    params.labels,
-    [info.final_test_accuracy for info in infos],
-    title,
-    snakemake.output.final_accuracy,
-    params.dpi,
-    diverged=[info.diverged for info in infos],
-)
+runs = [run_name(path) for path in snakemake.input.infos]
+# The inputs are in the order of `runs`, one per run.
+metrics = dict(zip(runs, map(read_metrics, snakemake.input.metrics)))
+infos = dict(zip(runs, map(RunInfo.read, snakemake.input.infos)))
+optima = dict(zip(runs, map(Optimum.read, snakemake.input.optima)))
+groups = [
+    Configuration(label, [metrics[r] for r in members], [infos[r] for r in members], [optima[r] for r in members])
+    for label, members in zip(params.labels, configurations(runs).values())
+]
+plot_overlay(groups, title, snakemake.output.curves, params.dpi, params.smoothing)
+plot_final_accuracy(groups, title, snakemake.output.final_accuracy, params.dpi)

@@ -1,4 +1,5 @@
-"""Rule summarize: one row per run in results/summary.csv (and results/summary.html)."""
+"""Rule summarize: one row per run in results/summary.csv, one per configuration (its runs differ only
+in their seed) in results/summary_by_config.csv, each with an HTML twin for the report."""
 
 import sys
 from pathlib import Path
@@ -6,10 +7,16 @@ from pathlib import Path
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from mnist_sgd.summary import summarize, write_summary  # noqa: E402
+from mnist_sgd.summary import by_config, summarize, write_summary  # noqa: E402
 
-table = summarize(snakemake.input.infos, snakemake.params.sweeps)
-write_summary(table, snakemake.output.csv, snakemake.output.html)
+output = snakemake.output
+table = summarize(snakemake.input.infos, snakemake.params.sweeps, optimum_paths=snakemake.input.optima)
+write_summary(table, output.csv, output.html)
+configurations = by_config(table)
+write_summary(configurations, output.by_config_csv, output.by_config_html)
 # A complete summary supersedes what a failed run (onerror in the Snakefile) left.
-Path(snakemake.output.csv).with_name("summary_partial.csv").unlink(missing_ok=True)
-print(f"{len(table)} runs: {table['status'].value_counts().to_dict()}", file=sys.stderr)
+Path(output.csv).with_name("summary_partial.csv").unlink(missing_ok=True)
+print(
+    f"{len(table)} runs: {table['status'].value_counts().to_dict()}; {len(configurations)} configurations",
+    file=sys.stderr,
+)

@@ -17,6 +17,7 @@ run(
     snakemake.output.metrics,
     snakemake.output.info,
     config,
+    weights_path=snakemake.output.weights,
     threads=1,  # always: the metrics must not depend on --cores (see rule train)
     cuda_graphs=snakemake.config["cuda_graphs"],
     data_sources=snakemake.config["data_sha256"],

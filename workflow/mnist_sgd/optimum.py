@@ -1,0 +1,64 @@
+"""The exact least-squares optimum of a training set: the best any SGD run on it could reach.
+
+Every run minimises the same loss over its training set, images X (n x 784) and one-hot targets Y:
+
+    L(W) = 0.5 * ||Y - X W||^2 / n
+
+(a batch's loss is an unbiased estimate of it). Its minimisers solve the normal equations
+X^T X W = X^T Y. X^T X is singular (MNIST has pixels that are 0 in every image, and a subset of 100
+images has fewer images than pixels), so there are many; `min_norm_solution` gives the one of least
+norm, W* = X^+ Y. It is the one SGD from W = 0 converges to: each step adds X_b^T (...), a matrix whose
+columns lie in the row space of X, so W never leaves that space, and W* is the only minimiser in it.
+"""
+
+import time
+
+import torch
+
+from .data import seeded_generator, training_set
+from .records import Optimum
+from .study import parse_training_set
+
+
+def min_norm_solution(images, targets):
+    """(W*, rank): the least-norm minimiser of ||targets - images W||^2, in float64, and the rank of `images`.
+
+    Through the eigendecomposition of the smaller Gram matrix: X^T X (d x d) when there are at least
+    as many rows as columns, W* = V diag(1/l) V^T X^T Y; else X X^T (n x n), W* = X^T U diag(1/l) U^T Y;
+    over the eigenvalues l that are not zero. A computed Gram matrix's eigenvalues are exact to about
+    size * eps * l_max, so smaller ones count as zero: on MNIST's 60000 images the largest of those
+    is 6e-11 and the smallest kept 5e-5 (l_max 2.3e6), a clear gap. One pass over X (the Gram product)
+    and a 784 x 784 eigendecomposition: faster than numpy.linalg.lstsq's SVD, with the same answer
+    (bench/bench_optimum.py).
+    """
+    x, y = images.to(torch.float64), targets.to(torch.float64)
+    rows_first = x.shape[0] >= x.shape[1]
+    gram = x.T @ x if rows_first else x @ x.T
+    values, vectors = torch.linalg.eigh(gram)
+    keep = values > values.max() * gram.shape[0] * torch.finfo(torch.float64).eps
+    values, vectors = values[keep], vectors[:, keep]
+    if rows_first:
+        weight = vectors @ ((vectors.T @ (x.T @ y)) / values[:, None])
+    else:
+        weight = x.T @ (vectors @ ((vectors.T @ y) / values[:, None]))
+    return weight, int(keep.sum())
+
+
+def optimum(data, name):
+    """The Optimum record of training set `name` (mnist_sgd.study.training_set_name) of `data`: the
+    same images the runs on it train on, drawn with the same seed."""
+    train_size, seed = parse_training_set(name)
+    images, targets = training_set(data, train_size, seeded_generator(seed))
+    start = time.perf_counter()
+    weight, rank = min_norm_solution(images, targets)
+    residual = targets.to(torch.float64) - images.to(torch.float64) @ weight
+    predictions = (data.test_images.to(torch.float64) @ weight).argmax(dim=1)
+    return Optimum(
+        training_set=name,
+        train_size=images.shape[0],
+        rank=rank,
+        train_loss=float(0.5 * (residual * residual).sum() / images.shape[0]),
+        test_accuracy=float((predictions == data.test_labels).double().mean()),
+        seconds=time.perf_counter() - start,
+        data_sha256=data.sha256,
+    )

@@ -1,0 +1,27 @@
+"""Rule optimum: the exact least-squares optimum of one training set (mnist_sgd.optimum)."""
+
+import sys
+from pathlib import Path
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+import torch  # noqa: E402
+
+from mnist_sgd.data import load_cache  # noqa: E402
+from mnist_sgd.optimum import optimum  # noqa: E402
+
+torch.set_num_threads(snakemake.threads)
+data = load_cache(
+    snakemake.input.data,
+    sources=snakemake.config["data_sha256"],
+    rebuild_from=snakemake.params.idx_files,
+    log=lambda message: print(message, file=sys.stderr),
+)
+result = optimum(data, snakemake.wildcards.training_set)
+result.write(snakemake.output[0])
+print(
+    f"{result.training_set}: {result.train_size} images, rank {result.rank}, training loss {result.train_loss:.6f}, "
+    f"test accuracy {result.test_accuracy:.4f}, {result.seconds:.2f} s",
+    file=sys.stderr,
+)

@@ -1,0 +1,20 @@
+"""Rule plot_learning_rate: final test accuracy against the learning rate, for a sweep or comparison
+with several learning rates (one line per configuration but for its learning rate; seeds aggregated)."""
+
+import sys
+from pathlib import Path
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from mnist_sgd.plots import Configuration, plot_learning_rates  # noqa: E402
+from mnist_sgd.records import RunInfo, run_name  # noqa: E402
+from mnist_sgd.study import group_title, learning_rate_lines  # noqa: E402
+
+params = snakemake.params
+infos = {run_name(path): RunInfo.read(path) for path in snakemake.input.infos}
+lines = [
+    (label, {lr: Configuration(label, [], [infos[r] for r in members]) for lr, members in line.items()})
+    for label, line in zip(params.labels, learning_rate_lines(list(infos)))
+]
+plot_learning_rates(lines, group_title(snakemake.config, snakemake.wildcards.group), snakemake.output, params.dpi)
