@@ -2,9 +2,10 @@
 # One prepared pass on a CUDA machine: GPU tests, the training benchmark on the GPU (CUDA graphs and
 # eager), and the whole study through Snakemake when it is installed.
 #   MNIST_DIR=/path/to/mnist [WHEELS=/path/to/wheels] bash bench/gpu_check.sh [output folder]
-# Needs torch, numpy, pandas, matplotlib, pyyaml and pytest; snakemake only for the last step. Given a
-# wheel folder WHEELS, it first installs snakemake, pytest and pyyaml from it, without an index (GPU
-# machines often have no internet).
+# Needs torch, torchvision (the data-set registry; tests/test_data.py and the workflow's downloads import
+# it), numpy, pandas, matplotlib, pyyaml and pytest; snakemake only for the last step. Given a wheel
+# folder WHEELS, it first installs snakemake, torchvision, pytest and pyyaml from it, without an index (GPU
+# machines often have no internet; torchvision's wheel must match the machine's torch).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bench/out}
@@ -12,8 +13,8 @@ mkdir -p "$out"
 export PYTHONPATH=workflow:tests PYTHONUNBUFFERED=1
 if [ -n "${WHEELS:-}" ]; then
     # Into python3's environment; where that is read-only, into a folder put on the path.
-    python3 -m pip install -q --no-index --find-links "$WHEELS" snakemake pytest pyyaml ||
-        { python3 -m pip install -q --no-index --find-links "$WHEELS" --target /tmp/site snakemake &&
+    python3 -m pip install -q --no-index --find-links "$WHEELS" snakemake torchvision pytest pyyaml ||
+        { python3 -m pip install -q --no-index --find-links "$WHEELS" --target /tmp/site snakemake torchvision &&
           export PYTHONPATH=$PYTHONPATH:/tmp/site; }
 fi
 nvidia-smi -L

@@ -40,23 +40,27 @@ def idx_bytes(array):
     return header + array.tobytes()
 
 
-def synthetic_split(num, seed):
-    """Digit-like data a linear model can learn: each class lights up its own band of pixels."""
+def synthetic_split(num, seed, columns=False):
+    """Digit-like data a linear model can learn: each class lights up its own band of pixels (rows, or
+    columns: another data set)."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, num).astype(np.uint8)
     images = rng.integers(0, 60, (num, 28, 28))
     for i, label in enumerate(labels):
-        images[i, 2 * label + 4 : 2 * label + 7, 4:24] += 180
+        band = slice(2 * label + 4, 2 * label + 7)
+        rows, cols = (slice(4, 24), band) if columns else (band, slice(4, 24))
+        images[i, rows, cols] += 180
     images[:, :2, :] = images[:, :, -3:] = 0  # as in MNIST, some pixels are 0 in every image
     return np.clip(images, 0, 255).astype(np.uint8), labels
 
 
-def write_small_mnist(folder, num_train=300, num_test=100, compress=True):
-    """Write the four IDX files of a small synthetic MNIST into `folder`; return their SHA-256 map."""
+def write_small_mnist(folder, num_train=300, num_test=100, compress=True, other=False):
+    """Write the four IDX files of a small synthetic MNIST into `folder` (`other`: of a second data set,
+    under the same file names); return their SHA-256 map."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    train_images, train_labels = synthetic_split(num_train, seed=1)
-    test_images, test_labels = synthetic_split(num_test, seed=2)
+    train_images, train_labels = synthetic_split(num_train, seed=3 if other else 1, columns=other)
+    test_images, test_labels = synthetic_split(num_test, seed=4 if other else 2, columns=other)
     contents = dict(zip(IDX_NAMES, [idx_bytes(a) for a in (train_images, train_labels, test_images, test_labels)]))
     for name, content in contents.items():
         if compress:
@@ -66,14 +70,23 @@ def write_small_mnist(folder, num_train=300, num_test=100, compress=True):
     return {name: hashlib.sha256(content).hexdigest() for name, content in contents.items()}
 
 
-def make_workdir(root, sweeps, figures=None, num_train=300, num_test=100):
-    """A copy of the workflow in `root`, configured with `sweeps` on a small MNIST mirror it writes."""
+def make_workdir(root, sweeps, figures=None, num_train=300, num_test=100, datasets=("mnist",)):
+    """A copy of the workflow in `root`, configured with `sweeps` on a small mirror it writes: MNIST's four
+    files directly in it (and, for each other built-in data set in `datasets`, a sub-folder of its own)."""
     copy_workflow(root)
-    sha256 = write_small_mnist(root / "mirror", num_train=num_train, num_test=num_test)
+    sha256 = {
+        dataset: write_small_mnist(
+            root / "mirror" / ("" if dataset == "mnist" else dataset),
+            num_train=num_train,
+            num_test=num_test,
+            other=dataset != "mnist",
+        )
+        for dataset in datasets
+    }
     config = {
         "data_mirror": str(root / "mirror"),
         "mirrors": [],
-        "data_sha256": sha256,
+        "data_sha256": sha256["mnist"] if tuple(datasets) == ("mnist",) else sha256,  # MNIST alone: the flat layout
         "sweeps": sweeps,
         "figures": figures or {"formats": ["png"], "dpi": 40},
     }

@@ -5,10 +5,13 @@ import gzip
 import numpy as np
 import pytest
 import torch
+import torchvision
 import yaml
 
 from conftest import IDX_NAMES, REPO, idx_bytes, write_small_mnist
 from mnist_sgd.data import MNIST_SHA256, DataError, build_cache, fetch_idx, load_cache, parse_idx
+from mnist_sgd.datasets import BUILTIN, file_names, gz_md5, sources
+from mnist_sgd.study import BUILTIN_DATASETS, DIGITS, IDX_FILES, class_names
 
 NAME = "train-images-idx3-ubyte"
 
@@ -19,8 +22,10 @@ def test_fetch_gzip_and_plain_copies_are_verified_and_decompressed(tmp_path):
     assert gz_sums == plain_sums
     for mirror in ("gz", "plain"):
         dest = tmp_path / f"out-{mirror}"
-        source = fetch_idx(NAME, [str(tmp_path / mirror)], gz_sums[NAME], dest)
-        assert source.endswith(".gz") == (mirror == "gz")
+        source, compressed = fetch_idx(NAME, [str(tmp_path / mirror)], gz_sums[NAME], dest)
+        assert source.endswith(".gz") == (mirror == "gz") == (compressed is not None)
+        if compressed is not None:
+            assert compressed == (tmp_path / "gz" / f"{NAME}.gz").read_bytes()
         assert parse_idx(dest.read_bytes()).shape == (300, 28, 28)
 
 
@@ -30,7 +35,7 @@ def test_a_bad_mirror_is_skipped_for_a_good_one_later_in_the_list(tmp_path, smal
     bad.mkdir()
     (bad / f"{NAME}.gz").write_bytes(gzip.compress(b"not mnist"))
     dest = tmp_path / "out"
-    source = fetch_idx(NAME, [str(tmp_path / "missing"), str(bad), str(good)], sums[NAME], dest)
+    source, _ = fetch_idx(NAME, [str(tmp_path / "missing"), str(bad), str(good)], sums[NAME], dest)
     assert source == str(good / f"{NAME}.gz")
     assert dest.exists()
 
@@ -65,7 +70,7 @@ def test_empty_and_unreadable_mirrors_are_named_and_skipped(tmp_path, small_mirr
     assert f"{empty_file / NAME}.gz: SHA-256 of the content is" in message
     assert f"{unreadable / NAME}.gz: [Errno 21] Is a directory" in message
     assert not (tmp_path / "out").exists()
-    assert fetch_idx(NAME, [*mirrors, str(good)], sums[NAME], tmp_path / "out") == str(good / f"{NAME}.gz")
+    assert fetch_idx(NAME, [*mirrors, str(good)], sums[NAME], tmp_path / "out")[0] == str(good / f"{NAME}.gz")
 
 
 def test_truncated_gzip_is_rejected(tmp_path, small_mirror):
@@ -201,8 +206,27 @@ def test_a_download_that_decompresses_to_more_than_the_limit_is_refused(tmp_path
     assert not (tmp_path / "out").exists()
 
 
-def test_mnists_checksums_and_mirrors_agree_in_the_code_the_config_and_the_schema():
+def test_the_checksums_agree_in_the_code_the_config_and_the_schema_and_the_mirrors_are_torchvisions():
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     schema = yaml.safe_load((REPO / "config" / "config.schema.yaml").read_text())["properties"]
-    assert config["data_sha256"] == schema["data_sha256"]["default"] == MNIST_SHA256
-    assert config["mirrors"] == schema["mirrors"]["default"]
+    assert config["data_sha256"] == schema["data_sha256"]["default"]
+    assert config["data_sha256"]["mnist"] == MNIST_SHA256 and set(config["data_sha256"]) == set(BUILTIN_DATASETS)
+    assert config["mirrors"] == schema["mirrors"]["default"] == []  # torchvision's come after any of these
+    assert sources("mnist") == torchvision.datasets.MNIST.mirrors
+    assert sources("fashion-mnist", "/data", ["https://example.org/idx"]) == [
+        "/data/fashion-mnist",
+        "https://example.org/idx/fashion-mnist",
+        *torchvision.datasets.FashionMNIST.mirrors,
+    ]
+    assert sources("mnist", "/data")[:2] == ["/data/mnist", "/data"]  # MNIST's files directly: as before
+    assert sources("mine", "/data", custom={"path": "/elsewhere"}) == ["/elsewhere"]
+
+
+@pytest.mark.parametrize("dataset", BUILTIN_DATASETS)
+def test_torchvision_registers_each_built_in_data_set_with_this_workflows_file_names_and_classes(dataset):
+    assert tuple(BUILTIN) == BUILTIN_DATASETS
+    assert file_names(dataset) == list(IDX_FILES)
+    assert len(gz_md5(dataset, IDX_FILES[0])) == 32
+    classes = BUILTIN[dataset].classes
+    assert class_names(dataset) == (DIGITS if dataset == "mnist" else tuple(classes))
+    assert len(classes) == 10

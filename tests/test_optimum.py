@@ -104,7 +104,9 @@ def test_the_optimum_of_a_subset_is_that_of_the_runs_subset(small_data):
     config = TrainConfig(train_size=50, batch_size=50, iterations=3000, lr=0.02, seed=3, sampling="epochs")
     name = "train50_seed3"
     assert training_set_name("scratch/train50_batch50_lr0.02_it3000_seed3_epochs") == name
-    assert parse_training_set(name) == (50, 3) and parse_training_set("trainall") == (None, 0)
+    assert parse_training_set(name) == ("mnist", 50, 3) and parse_training_set("trainall") == ("mnist", None, 0)
+    assert parse_training_set("fashion-mnist/train50_seed3") == ("fashion-mnist", 50, 3)
+    assert training_set_name("fashion-mnist/torch/trainall_batch10_lr0.1_it5_seed2") == "fashion-mnist/trainall"
     best = optimum(small_data, name)
     assert (best.train_size, best.rank) == (50, 50)  # 50 images, fewer than the pixels: an exact fit
     assert best.train_loss < 1e-20

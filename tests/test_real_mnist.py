@@ -1,6 +1,7 @@
 """The default study on the real MNIST, through the real workflow; skipped where MNIST is absent."""
 
 import hashlib
+import json
 
 import numpy as np
 import pandas as pd
@@ -77,3 +78,22 @@ def test_from_scratch_sgd_on_torchs_batches_at_a_fifth_of_its_learning_rate_retr
     np.testing.assert_allclose(scratch["train_loss"], 5 * torch_optim["train_loss"], rtol=1e-3)
     differ = (scratch["test_accuracy"] - torch_optim["test_accuracy"]).abs()
     assert (differ > 0).sum() <= 60 and differ.max() <= 0.0005  # float32 ties: a few images, a few iterations
+
+
+def test_the_full_batch_and_large_batch_runs_end_near_the_least_squares_optimum(study):
+    """The yardstick on the real data: numpy's least-squares solution agrees with the optimum file, and
+    from-scratch SGD at batch 100 and 1000 ends within 0.005 of its test accuracy."""
+    summary = pd.read_csv(study / "results" / "summary.csv").set_index("run")
+    optimum = json.loads((study / "results" / "optimum" / "trainall.json").read_text())
+    assert optimum["rank"] == 712 and 0.85 < optimum["test_accuracy"] < 0.86
+    data = torch.load(study / "results/data/mnist.pt", weights_only=True)
+    images, targets = data["train_images"].double().numpy(), data["train_targets"].double().numpy()
+    weight = np.linalg.lstsq(images, targets, rcond=None)[0]
+    loss = 0.5 * ((targets - images @ weight) ** 2).sum() / len(images)
+    assert optimum["train_loss"] == pytest.approx(loss, rel=1e-9)
+    accuracy = ((data["test_images"].double().numpy() @ weight).argmax(axis=1) == data["test_labels"].numpy()).mean()
+    assert optimum["test_accuracy"] == accuracy
+    for batch in (100, 1000):
+        row = summary.loc[f"scratch/trainall_batch{batch}_lr0.001_it6000_seed0"]
+        assert row["optimum_test_accuracy"] == optimum["test_accuracy"]
+        assert abs(row["optimum_accuracy_gap"]) < 0.005

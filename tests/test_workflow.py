@@ -196,6 +196,8 @@ RETRAIN_ALL = {"train": 5, **FIGURES_ONLY, "summarize": 1}
         # imported only through mnist_sgd.train (the package's version) and through the rule's script
         ("__init__", RETRAIN_ALL),
         ("study", {**RETRAIN_ALL, "optimum": 3}),
+        # the data code: the runs and optima, not the data (pinned by checksums, the cache by its version)
+        ("data", {**RETRAIN_ALL, "optimum": 3}),
         ("optimum", {"optimum": 3, "plot_run": 5, "plot_group": 3, "summarize": 1, "plot_wall_time": 1, "all": 1}),
     ],
 )
@@ -293,6 +295,22 @@ def test_a_bad_command_line_value_fails_before_any_job(workdir, override, messag
         ),
         (lambda c: c["sweeps"]["batch_size"].update(lr=0), "0 is less than or equal to the minimum of 0"),
         (
+            lambda c: c.update(custom_datasets={"mnist": {"path": "/tmp", "sha256": c["data_sha256"]}}),
+            "config error: custom_datasets.mnist: a built-in data set has that name; choose another",
+        ),
+        (
+            lambda c: c.update(custom_datasets={"mine": {"path": "/nonexistent/mine", "sha256": c["data_sha256"]}}),
+            "config error: custom_datasets.mine.path='/nonexistent/mine': no such folder",
+        ),
+        (
+            lambda c: c["sweeps"]["batch_size"].update(datasets=["nope"]),
+            "config error: sweeps.batch_size.datasets has 'nope': not a data set; built in: ['mnist', 'fashion-mnist']",
+        ),
+        (
+            lambda c: c["sweeps"]["batch_size"].update(datasets=["fashion-mnist"]),
+            "config error: data_sha256 has no checksums for data set 'fashion-mnist'; add data_sha256.fashion-mnist",
+        ),
+        (
             lambda c: c["sweeps"]["batch_size"].update(lr=float("inf")),
             "sweeps.batch_size.lr has inf: must be a finite number > 0",
         ),
@@ -338,6 +356,10 @@ def test_a_bad_command_line_value_fails_before_any_job(workdir, override, messag
         "typo",
         "batch-0",
         "lr-0",
+        "custom-shadows-built-in",
+        "custom-no-folder",
+        "unknown-data-set",
+        "data-set-without-checksums",
         "lr-inf",
         "lr-nan",
         "iterations-0",
@@ -375,7 +397,7 @@ def test_every_job_writes_a_log_and_training_logs_progress(completed):
             "t10k-labels-idx1-ubyte",
         )
     ]
-    expected += ["format_mnist.log", "summarize.log", "plot_wall_time.log"]
+    expected += ["format_mnist/mnist.log", "summarize.log", "plot_wall_time.log"]
     expected += [f"{rule}/{run}.log" for run in RUNS for rule in ("train", "plot_run", "plot_model")]
     expected += [f"optimum/{name}.log" for name in ("trainall", "train50_seed0", "train100_seed0")]
     expected += [f"plot_group/{sweep}.log" for sweep in ("batch_size", "train_size", "torch_optim")]

@@ -36,10 +36,15 @@ MAX_IDX_BYTES = 1 << 30
 NUM_FEATURES = IMAGE_SIDE * IMAGE_SIDE
 NUM_CLASSES = 10
 _IDX_UBYTE = 0x08
+# What the cached tensors are, besides the content of their IDX files: bump it whenever build_cache would
+# write other tensors (another scaling, dtype or layout). A cache of another version is refused on load and
+# rebuilt by the first job that loads it; the format rule itself reruns only when its IDX files change
+# (a rebuild in the rule would stop Snakemake 9.27 before the jobs downstream: see docs/reruns.md).
 _CACHE_VERSION = 2  # 2: with the SHA-256 of its tensors and of its source files
 LOCAL_COPY_HINT = (
-    "To use a local copy of MNIST (the four IDX files, gzip or plain), point the workflow at its "
-    "folder: snakemake --config data_mirror=/path/to/mnist ..."
+    "To use a local copy (the four IDX files, gzip or plain), point the workflow at a folder holding them in a "
+    "sub-folder named after the data set ({dataset}/), or, for MNIST, directly: "
+    "snakemake --config data_mirror=/path/to/folder ..."
 )
 
 
@@ -96,12 +101,14 @@ def _decompress(raw):
         raise DataError(f"truncated or corrupt gzip data ({err})") from err
 
 
-def _join(mirror, filename):
+def join_location(mirror, filename):
+    """`filename` in `mirror`, a folder or a URL."""
     return mirror.rstrip("/") + "/" + filename if "://" in mirror else str(Path(mirror) / filename)
 
 
-def fetch_idx(name, mirrors, sha256, destination, timeout=60):
-    """Fetch IDX file `name` from the first mirror that has a verified copy; write it to `destination`.
+def fetch_idx(name, mirrors, sha256, destination, timeout=60, dataset="mnist"):
+    """Fetch IDX file `name` of `dataset` from the first mirror that has a verified copy; write it to
+    `destination`; return (where it came from, its gzip bytes or None if it was not compressed).
 
     Each mirror is tried for `name.gz`, then `name`. The decompressed bytes must hash to `sha256`
     and parse as an IDX file; on success they are written atomically. If no mirror has a good copy,
@@ -110,9 +117,10 @@ def fetch_idx(name, mirrors, sha256, destination, timeout=60):
     attempts = []
     for mirror in mirrors:
         for filename in (name + ".gz", name):
-            location = _join(mirror, filename)
+            location = join_location(mirror, filename)
             try:
-                data = _decompress(_read_source(location, timeout))
+                raw = _read_source(location, timeout)
+                data = _decompress(raw)
             except FileNotFoundError:
                 attempts.append(f"{location}: no such file")
                 continue
@@ -130,9 +138,11 @@ def fetch_idx(name, mirrors, sha256, destination, timeout=60):
                 continue
             with atomic_path(destination) as tmp:
                 tmp.write_bytes(data)
-            return location
+            return location, (raw if raw is not data else None)
     tried = "\n".join(f"  - {a}" for a in attempts) or "  (no mirrors configured)"
-    raise DataError(f"no verified copy of MNIST file '{name}' found. Tried:\n{tried}\n{LOCAL_COPY_HINT}")
+    raise DataError(
+        f"no verified copy of {dataset} file '{name}' found. Tried:\n{tried}\n{LOCAL_COPY_HINT.format(dataset=dataset)}"
+    )
 
 
 def parse_idx(data, origin="<bytes>"):
@@ -261,7 +271,7 @@ def _load_checked(path, sources):
         raise DataError(f"{path}: no such data cache; the workflow's format_mnist rule writes it") from err
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
         raise refuse(f"unreadable data cache ({err})") from err
-    if not isinstance(stored, dict) or stored.get("version") != _CACHE_VERSION:
+    if not isinstance(stored, dict) or stored.get("version") != _CACHE_VERSION:  # e.g. of an older version
         raise refuse("not a data cache of this version")
     tensors = {name: stored.get(name) for name in TENSORS}
     if not all(isinstance(t, torch.Tensor) for t in tensors.values()):

@@ -47,7 +47,7 @@ def min_norm_solution(images, targets):
 def optimum(data, name):
     """The Optimum record of training set `name` (mnist_sgd.study.training_set_name) of `data`: the
     same images the runs on it train on, drawn with the same seed."""
-    train_size, seed = parse_training_set(name)
+    _, train_size, seed = parse_training_set(name)
     images, targets = training_set(data, train_size, seeded_generator(seed))
     start = time.perf_counter()
     weight, rank = min_norm_solution(images, targets)

@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 
 from .files import atomic_path  # noqa: E402
 from .records import METRIC_COLUMNS  # noqa: E402
-from .study import CLASS_NAMES, LOSS_SCALE  # noqa: E402
+from .study import DEFAULT_DATASET, DIGITS, LOSS_SCALE, dataset_title  # noqa: E402
 
 # Loss curves of small batches are noisy; overlays draw a rolling mean (config figures.smoothing).
 SMOOTHING_WINDOW = 50
@@ -57,9 +57,15 @@ def describe_run(info):
     params = info.params
     impl = "from-scratch SGD" if params.impl == "scratch" else "torch.optim SGD"
     return (
-        f"{impl}: batch size {params.batch_size}, {params.iterations} iterations, "
+        f"{impl} on {dataset_title(params.dataset)}: batch size {params.batch_size}, {params.iterations} iterations, "
         f"learning rate {params.lr:g}, {info.resolved.train_size} training images, seed {params.seed}"
     )
+
+
+def titled_with_datasets(title, infos):
+    """A figure title naming the data sets of the runs (RunInfos) it draws, unless they are all MNIST."""
+    names = list(dict.fromkeys(info.params.dataset for info in infos))
+    return title if names == [DEFAULT_DATASET] else f"{title} ({', '.join(map(dataset_title, names))})"
 
 
 def save(fig, paths, dpi):
@@ -351,7 +357,7 @@ def plot_wall_time(summary, paths, dpi=150):
     save(fig, paths, dpi)
 
 
-def plot_weights(weight, title, paths, dpi=150, class_names=CLASS_NAMES):
+def plot_weights(weight, title, paths, dpi=150, class_names=DIGITS):
     """The ten columns of a (784, 10) weight as 28 x 28 images, one panel per class, on one symmetric
     diverging colour scale (red: the pixel raises the class's score, blue: lowers it)."""
     weight = np.asarray(weight, dtype=np.float64)
@@ -367,7 +373,7 @@ def plot_weights(weight, title, paths, dpi=150, class_names=CLASS_NAMES):
     save(fig, paths, dpi)
 
 
-def plot_confusion(confusion, title, paths, dpi=150, class_names=CLASS_NAMES):
+def plot_confusion(confusion, title, paths, dpi=150, class_names=DIGITS):
     """A (10, 10) confusion matrix of counts: rows the true class, columns the predicted one."""
     confusion = np.asarray(confusion)
     fig, ax = plt.subplots(figsize=(7.5, 6.5))

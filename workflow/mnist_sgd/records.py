@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from .files import atomic_path, write_text_atomic
-from .study import TrainConfig
+from .study import IMPLS, TrainConfig
 
 METRIC_COLUMNS = ("iteration", "train_loss", "test_accuracy")
 
@@ -108,9 +108,11 @@ class Optimum:
 
 def run_name(info_path):
     """The run whose `run.json` is at `info_path`: its folder under results/runs/, e.g.
-    scratch/train100_batch100_lr0.001_it6000_seed0."""
-    path = Path(info_path)
-    return f"{path.parent.parent.name}/{path.parent.name}"
+    scratch/train100_batch100_lr0.001_it6000_seed0 or fashion-mnist/scratch/trainall_... (a run's folder
+    is two levels deep, three for a data set other than MNIST)."""
+    folders = Path(info_path).parent.parts
+    in_dataset = len(folders) >= 3 and folders[-2] in IMPLS and folders[-3] != "runs"
+    return "/".join(folders[-3:] if in_dataset else folders[-2:])
 
 
 def _write_json(path, record):

@@ -6,10 +6,37 @@ accepts the training program accepts. Nothing here imports torch: planning stays
 """
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from typing import Optional
 
+# The data sets a sweep can name without declaring them: torchvision's classes of the same names are
+# their registry (mnist_sgd.datasets; kept out of here so that planning does not import torchvision).
+BUILTIN_DATASETS = ("mnist", "fashion-mnist")
+DEFAULT_DATASET = "mnist"
+DATASET_NAME = r"[a-z0-9][a-z0-9-]*"
+# Every data set is in MNIST's IDX layout: these four files, 28x28 images, labels 0-9.
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+DIGITS = tuple(str(digit) for digit in range(10))
+# The names of the ten classes, in label order (figure panels and axes); digits for a custom data set.
+# Fashion-MNIST's are torchvision's FashionMNIST.classes (a test checks they agree).
+CLASS_NAMES = {
+    "mnist": DIGITS,
+    "fashion-mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+}
+DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}  # how figures name them
 IMPLS = ("scratch", "torch")  # the update rules of mnist_sgd.sgd.UPDATERS
 # How batches are drawn (mnist_sgd.sgd.SAMPLERS), and each update rule's own way, as the original study
 # draws them: uniformly with replacement for scratch, shuffled epochs (a DataLoader's) for torch.
@@ -22,13 +49,17 @@ MAX_BATCH_SIZE = 100_000
 MAX_ITERATIONS = 10_000_000
 MAX_SEED = 2**63 - 1
 
-# One folder per run under results/runs/; its name says what the run is. `sampling` is empty when
+# One folder per run under results/runs/; its name says what the run is. `dataset_dir` is empty for
+# MNIST (the original study's runs keep their names) and `<data set>/` for any other. `sampling` is empty when
 # the update rule draws its batches its own way (DEFAULT_SAMPLING) and `_epochs` for scratch runs on
 # shuffled epochs; `evaluation` is empty when every iteration is evaluated (the original study's way)
 # and `_every<N>` otherwise.
-RUN_PATTERN = "{impl}/train{train_size}_batch{batch_size}_lr{lr}_it{iterations}_seed{seed}{sampling}{evaluation}"
+RUN_PATTERN = (
+    "{dataset_dir}{impl}/train{train_size}_batch{batch_size}_lr{lr}_it{iterations}_seed{seed}{sampling}{evaluation}"
+)
 # What each field of RUN_PATTERN matches: the workflow's wildcard constraints.
 RUN_WILDCARDS = {
+    "dataset_dir": rf"((?!{DEFAULT_DATASET}/){DATASET_NAME}/)?",
     "impl": "|".join(IMPLS),
     "train_size": r"all|[1-9]\d*",
     "batch_size": r"[1-9]\d*",
@@ -40,14 +71,12 @@ RUN_WILDCARDS = {
 }
 
 
-# The names of the ten classes, in label order (figure panels and axes).
-CLASS_NAMES = tuple(str(digit) for digit in range(10))
 # Each update rule's loss, as a multiple of the from-scratch loss 0.5 * ||Y - XW||^2 / b at the same
 # weights: torch's MSELoss averages over the b x 10 outputs and has no 1/2, so it is 2/10 of it.
 LOSS_SCALE = {"scratch": 1.0, "torch": 0.2}
 # A training set: all the training images, or the random subset of `train_size` that `seed` draws
 # (mnist_sgd.data.training_set); every run on it shares its least-squares optimum (mnist_sgd.optimum).
-TRAINING_SET_WILDCARD = r"trainall|train[1-9]\d*_seed\d+"
+TRAINING_SET_WILDCARD = rf"((?!{DEFAULT_DATASET}/){DATASET_NAME}/)?(trainall|train[1-9]\d*_seed\d+)"
 
 
 class ConfigError(ValueError):
@@ -80,6 +109,7 @@ class TrainConfig:
     eval_every: int = 1
     device: str = "auto"
     sampling: Optional[str] = None  # None: the update rule's own (DEFAULT_SAMPLING)
+    dataset: str = DEFAULT_DATASET  # a built-in data set (BUILTIN_DATASETS) or one the config declares
 
     @property
     def batch_sampling(self):
@@ -91,6 +121,8 @@ class TrainConfig:
         the size of the training set, also check the parameters that depend on it."""
         if self.impl not in IMPLS:
             raise ConfigError("impl", self.impl, f"must be one of {list(IMPLS)}")
+        if not (isinstance(self.dataset, str) and re.fullmatch(DATASET_NAME, self.dataset)):
+            raise ConfigError("dataset", self.dataset, f"must be a data set's name ({DATASET_NAME})")
         if self.device not in DEVICES:
             raise ConfigError("device", self.device, f"must be one of {list(DEVICES)}")
         for name, high in (
@@ -130,6 +162,7 @@ class TrainConfig:
 def run_name(config):
     """The folder name of the run `config` defines (its device is where it runs, not what it is)."""
     return RUN_PATTERN.format(
+        dataset_dir=dataset_dir(config.dataset),
         impl=config.impl,
         train_size="all" if config.train_size is None else config.train_size,
         batch_size=config.batch_size,
@@ -141,8 +174,56 @@ def run_name(config):
     )
 
 
+def dataset_dir(dataset):
+    """The folder a data set's runs, raw files and optima go in, under results/runs/ and the like: none
+    for MNIST, so that the original study's paths stay as they were."""
+    return "" if dataset == DEFAULT_DATASET else f"{dataset}/"
+
+
+def dataset_of(folder):
+    """The data set of a `dataset_dir` ("" is MNIST)."""
+    return folder.rstrip("/") or DEFAULT_DATASET
+
+
+def dataset_title(dataset):
+    return DATASET_TITLES.get(dataset, dataset)
+
+
+def class_names(dataset):
+    return CLASS_NAMES.get(dataset, DIGITS)
+
+
+def datasets(config):
+    """{name: its custom_datasets entry, or None for a built-in one}: every data set `config` can train on."""
+    return {**dict.fromkeys(BUILTIN_DATASETS), **(config.get("custom_datasets") or {})}
+
+
+def dataset_sha256(config, dataset):
+    """{IDX file: SHA-256 of its decompressed content} pinned for `dataset`: a custom data set's own
+    `sha256`, else `data_sha256[dataset]`; a `data_sha256` of the four files themselves (the layout
+    of earlier versions) pins MNIST. SweepError when the config pins none."""
+    custom = (config.get("custom_datasets") or {}).get(dataset)
+    if custom is not None:
+        return custom["sha256"]
+    pins = config.get("data_sha256") or {}
+    if set(pins) == set(IDX_FILES):
+        pins = {DEFAULT_DATASET: pins}
+    if dataset not in pins:
+        raise SweepError(
+            f"config error: data_sha256 has no checksums for data set {dataset!r}; add data_sha256.{dataset} "
+            "(the SHA-256 of each of its four decompressed IDX files)"
+        )
+    return pins[dataset]
+
+
 # The config lists of a sweep, by the TrainConfig field each one sets (`lr`: a number or a list).
-SWEEP_LISTS = {"train_size": "train_sizes", "batch_size": "batch_sizes", "seed": "seeds", "lr": "lr"}
+SWEEP_LISTS = {
+    "train_size": "train_sizes",
+    "batch_size": "batch_sizes",
+    "seed": "seeds",
+    "lr": "lr",
+    "dataset": "datasets",
+}
 
 
 def learning_rates(sweep):
@@ -152,9 +233,26 @@ def learning_rates(sweep):
 
 def sweep_runs(config, name, num_train=None):
     """Names of the runs of sweep `name` in `config`, in configuration order, each checked as the
-    training program checks it. `num_train`, when known, is the size of the training set."""
+    training program checks it. `num_train`, when known, is the size of the training set: a number,
+    or {data set: its size (None where not known)}."""
     sweep = config["sweeps"][name]
     where = f"config error: sweeps.{name}"
+    runs = []
+    known = datasets(config)
+    for dataset in sweep.get("datasets", [DEFAULT_DATASET]):
+        if dataset not in known:
+            raise SweepError(
+                f"{where}.datasets has {dataset!r}: not a data set; built in: {list(BUILTIN_DATASETS)}, "
+                "or declare it under custom_datasets"
+            )
+        if "data_sha256" in config:  # the workflow's always has (the schema's default): its data must be pinned
+            dataset_sha256(config, dataset)
+        size = num_train.get(dataset) if isinstance(num_train, dict) else num_train
+        runs += _dataset_runs(config, sweep, where, dataset, size)
+    return list(dict.fromkeys(runs))  # batch_sizes [100, train_size] with train_sizes [100]: one run
+
+
+def _dataset_runs(config, sweep, where, dataset, num_train):
     runs = []
     for train_size in sweep["train_sizes"]:
         if train_size == num_train:
@@ -175,6 +273,7 @@ def sweep_runs(config, name, num_train=None):
                         seed=seed,
                         eval_every=config.get("eval_every", 1),
                         sampling=sweep.get("sampling"),
+                        dataset=dataset,
                     )
                     try:
                         run.validate(num_train)
@@ -186,12 +285,20 @@ def sweep_runs(config, name, num_train=None):
                             f"{where}.{key} has {err.value!r}: {err.reason}" if key else f"{where}.{err}"
                         ) from None
                     runs.append(run_name(run))
-    return list(dict.fromkeys(runs))  # batch_sizes [100, train_size] with train_sizes [100]: one run
+    return runs
 
 
 def plan(config, num_train=None):
     """The runs of every sweep and the figure groups of `config`: ({sweep: runs}, {group: (title, runs)}),
     a group being a sweep or a configured comparison. Raise SweepError on what cannot be run."""
+    for name, custom in (config.get("custom_datasets") or {}).items():
+        if name in BUILTIN_DATASETS:
+            raise SweepError(f"config error: custom_datasets.{name}: a built-in data set has that name; choose another")
+        if not os.path.isdir(custom["path"]):
+            raise SweepError(
+                f"config error: custom_datasets.{name}.path={custom['path']!r}: no such folder; give the "
+                "folder holding its four IDX files (gzip or plain)"
+            )
     sweeps = {name: sweep_runs(config, name, num_train) for name in config["sweeps"]}
     groups = {name: (group_title(config, name), runs) for name, runs in sweeps.items()}
     for name, comparison in config["figures"]["comparisons"].items():
@@ -211,7 +318,7 @@ def group_title(config, name):
 
 
 _RUN_NAME = re.compile(
-    r"(?P<impl>[a-z]+)/train(?P<train_size>all|\d+)_batch(?P<batch_size>\d+)_lr(?P<lr>[^_]+)"
+    rf"((?P<dataset>{DATASET_NAME})/)?(?P<impl>{'|'.join(IMPLS)})/train(?P<train_size>all|\d+)_batch(?P<batch_size>\d+)_lr(?P<lr>[^_]+)"
     r"_it(?P<iterations>\d+)(_seed(?P<seed>\d+))?(?P<extra>.*)"
 )
 
@@ -223,6 +330,7 @@ def parse_run(run):
     impl = params["impl"]
     return {
         **params,
+        "dataset": params["dataset"] or DEFAULT_DATASET,
         "seed": params["seed"] or "",
         "sampling": "epochs" if "epochs" in extra else DEFAULT_SAMPLING.get(impl, ""),
         "eval_every": next((part[len("every") :] for part in extra if part.startswith("every")), "1"),
@@ -244,20 +352,21 @@ def configurations(runs):
 
 
 def training_set_name(run):
-    """The name of the training set run `run` trains on (TRAINING_SET_WILDCARD): the seed picks a
-    subset, so it is part of a subset's name and not of the whole set's."""
+    """The name of the training set run `run` trains on (TRAINING_SET_WILDCARD): its data set's folder,
+    then `trainall`, or the subset's size and the seed that picks it."""
     params = parse_run(run)
     if params["train_size"] == "all":
-        return "trainall"
-    return f"train{params['train_size']}_seed{params['seed']}"
+        return f"{dataset_dir(params['dataset'])}trainall"
+    return f"{dataset_dir(params['dataset'])}train{params['train_size']}_seed{params['seed']}"
 
 
 def parse_training_set(name):
-    """(train_size, seed) of a training set's name: train_size None for the whole set."""
+    """(data set, train_size, seed) of a training set's name: train_size None for the whole set."""
+    folder, _, name = name.rpartition("/")
     if name == "trainall":
-        return None, 0
+        return dataset_of(folder), None, 0
     size, seed = name[len("train") :].split("_seed")
-    return int(size), int(seed)
+    return dataset_of(folder), int(size), int(seed)
 
 
 def run_config(run, device="auto"):
@@ -273,6 +382,7 @@ def run_config(run, device="auto"):
         eval_every=int(params["eval_every"]),
         device=device,
         sampling=None if params["sampling"] == DEFAULT_SAMPLING.get(params["impl"]) else params["sampling"],
+        dataset=params["dataset"],
     )
 
 
@@ -341,10 +451,10 @@ def run_labels(runs, leave_out=()):
     """Short labels for runs (or configurations) compared in one figure: the parameters that vary among
     them, but those in `leave_out` (e.g. the one a figure's axis shows)."""
     params = [parse_run(run) for run in runs]
-    keys = ("impl", "sampling", "train_size", "batch_size", "lr", "iterations", "seed", "eval_every")
+    keys = ("dataset", "impl", "sampling", "train_size", "batch_size", "lr", "iterations", "seed", "eval_every")
     varying = [k for k in keys if len({p[k] for p in params}) > 1 and k not in leave_out]
     if {"train_size", "batch_size"} <= set(varying) and all(p["batch_size"] == p["train_size"] for p in params):
         varying.remove("batch_size")  # batch = subset size: one number says both
     names = {"train_size": "train", "batch_size": "batch", "iterations": "it", "eval_every": "every"}
-    words = [[p[k] if k == "impl" else f"{names.get(k, k)} {p[k]}" for k in varying] for p in params]
+    words = [[p[k] if k in ("impl", "dataset") else f"{names.get(k, k)} {p[k]}" for k in varying] for p in params]
     return [", ".join(w) or p["impl"] for w, p in zip(words, params)]

@@ -66,7 +66,7 @@ def summary_row(info, run, sweeps=(), optimum=None):
     and how far below that accuracy the run ended."""
     fields = {name: value for name, value in vars(info).items() if name not in ("params", "resolved")}
     row = {"run": run, "sweeps": ";".join(sweeps), **vars(info.params), **vars(info.resolved), **fields}
-    row.update(dataset="mnist", sampling=info.params.batch_sampling)
+    row.update(sampling=info.params.batch_sampling)
     if optimum is not None:
         row["optimum_train_loss"] = optimum.train_loss * LOSS_SCALE[info.params.impl]
         row["optimum_test_accuracy"] = optimum.test_accuracy

@@ -276,6 +276,9 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seeds the subset and the batches")
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="test accuracy every N iterations")
     parser.add_argument("--device", choices=DEVICES, default=defaults.device)
+    parser.add_argument(
+        "--dataset", default=defaults.dataset, help="the name of the data set --data holds, for the records"
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument(
         "--no-cuda-graphs",
@@ -298,6 +301,7 @@ def main(argv=None):
         seed=args.seed,
         eval_every=args.eval_every,
         device=args.device,
+        dataset=args.dataset,
     )
     try:
         run(

@@ -15,14 +15,22 @@ from snakemake.utils import update_config, validate
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 from mnist_sgd.imports import PACKAGE, imports
 from mnist_sgd.study import (
+    BUILTIN_DATASETS,
+    DATASET_NAME,
+    IDX_FILES,
     RUN_PATTERN as RUN,
     RUN_WILDCARDS,
     TRAINING_SET_WILDCARD,
     SweepError,
     configurations,
+    dataset_dir,
+    dataset_of,
+    dataset_sha256,
+    datasets,
     estimated_seconds,
     learning_rate_labels,
     learning_rate_lines,
+    parse_training_set,
     plan,
     run_labels,
     training_set_name,
@@ -62,12 +70,6 @@ if OWN_SWEEPS and not workflow.config_settings.replace_workflow_config:
             file=sys.stderr,
         )
 
-IDX_FILES = [
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-]
 FORMATS = config["figures"]["formats"]
 # The format the report shows (every format is still written): the first raster one, else the first.
 REPORT_FORMAT = next((ext for ext in ("png", "svg") if ext in FORMATS), FORMATS[0])
@@ -116,6 +118,7 @@ wildcard_constraints:
     **RUN_WILDCARDS,
     group=r"[A-Za-z0-9_]+",
     training_set=TRAINING_SET_WILDCARD,
+    dataset=DATASET_NAME,
     idx_file="|".join(IDX_FILES),
     ext="|".join(FORMATS),
 
@@ -126,21 +129,28 @@ for key, mirror in MIRRORS.items():
     if mirror and "://" not in mirror and not os.path.isdir(mirror):
         raise WorkflowError(
             f"config error: {key}={mirror!r}: no such folder; give the folder holding the "
-            "MNIST IDX files, or a URL"
+            "IDX files (in a sub-folder per data set, or MNIST's directly), or a URL"
         )
 
 
-def training_set_size():
-    """Images in the training set: the downloaded file's IDX header, or MNIST's 60000 before that."""
-    path = "results/data/raw/train-images-idx3-ubyte"
+def raw_file(dataset, name):
+    """Where rule download_mnist writes IDX file `name` of `dataset`."""
+    return f"results/data/raw/{dataset_dir(dataset)}{name}"
+
+
+def training_set_size(dataset):
+    """Images in a data set's training set: its downloaded file's IDX header; before the download,
+    60000 for a built-in data set (all have 60000) and unknown (None) for a custom one.
+    """
+    path = raw_file(dataset, "train-images-idx3-ubyte")
     if not os.path.exists(path):
-        return 60000
+        return 60000 if dataset in BUILTIN_DATASETS else None
     with open(path, "rb") as idx:
         return struct.unpack(">I", idx.read(8)[4:8])[0]
 
 
 try:
-    NUM_TRAIN = training_set_size()
+    NUM_TRAIN = {dataset: training_set_size(dataset) for dataset in datasets(config)}
     # Figures that overlay a group of runs (FIGURE_GROUPS): one per sweep, and the configured comparisons.
     SWEEPS, FIGURE_GROUPS = plan(config, NUM_TRAIN)
 except SweepError as error:
@@ -164,10 +174,34 @@ def code_digest(script):
     return digest.hexdigest()[:16]
 
 
-# What the cached tensors are a function of, besides the code: the verified content of the IDX files.
-DATA_DIGEST = hashlib.sha256(
-    "".join(config["data_sha256"][name] for name in IDX_FILES).encode()
-).hexdigest()[:16]
+def data_digest(dataset):
+    """What a data set's cached tensors are a function of, besides the code: the verified content of its
+    IDX files (for MNIST the same digest as before there were other data sets)."""
+    pins = dataset_sha256(config, dataset)
+    return hashlib.sha256(
+        "".join(pins[name] for name in IDX_FILES).encode()
+    ).hexdigest()[:16]
+
+
+def cache_file(dataset):
+    """The cached tensors of `dataset` (rule format_mnist)."""
+    return f"results/data/{dataset}.pt"
+
+
+def run_dataset(wildcards):
+    """The data set of the run (or IDX file) a job's wildcards name."""
+    return dataset_of(wildcards.dataset_dir)
+
+
+def run_priority(wildcards):
+    """A training job's priority: its estimated seconds (a custom data set's size is known once fetched)."""
+    run = RUN.format(**wildcards)
+    return round(estimated_seconds(run, NUM_TRAIN[run_dataset(wildcards)] or 60000))
+
+
+def training_set_dataset(wildcards):
+    """The data set of the training set a job's wildcards name."""
+    return parse_training_set(wildcards.training_set)[0]
 
 
 def rst_text(text):
@@ -189,11 +223,6 @@ def figure(path, caption, category, subcategory=None, labels=None):
         labels=labels,
     )
     return files
-
-
-def idx_file(name):
-    """Where rule download_mnist writes IDX file `name`."""
-    return rules.download_mnist.output[0].format(idx_file=name)
 
 
 def run_files(runs, name):

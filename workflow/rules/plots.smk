@@ -22,7 +22,7 @@ rule plot_run:
             f"results/figures/runs/{RUN}.{{ext}}",
             caption="run",
             category="2. Runs",
-            subcategory="{impl}",
+            subcategory="{dataset_dir}{impl}",  # MNIST runs: impl; others: data set/impl
             labels={**RUN_LABELS, "figure": "loss and accuracy"},
         ),
     log:
@@ -45,14 +45,14 @@ rule plot_model:
             f"results/figures/runs/{RUN}/weights.{{ext}}",
             caption="weights",
             category="2. Runs",
-            subcategory="{impl}",
+            subcategory="{dataset_dir}{impl}",  # MNIST runs: impl; others: data set/impl
             labels={**RUN_LABELS, "figure": "final weights"},
         ),
         confusion=figure(
             f"results/figures/runs/{RUN}/confusion.{{ext}}",
             caption="confusion",
             category="2. Runs",
-            subcategory="{impl}",
+            subcategory="{dataset_dir}{impl}",  # MNIST runs: impl; others: data set/impl
             labels={**RUN_LABELS, "figure": "confusion matrix"},
         ),
     log:

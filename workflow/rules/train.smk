@@ -1,13 +1,14 @@
 # One training job per run; every run goes through the same program (mnist_sgd.train).
 # A run retrains when its parameters (its name), the training code or the data's checksums change.
-# The cache is a function of those checksums and of code in the training code's digest, and every load
-# checks its content against the digest stored with it: so re-creating the cache does not retrain
-# (ancient), and a damaged cache is never trained on (the first job to find it rebuilds it).
+# The cache is a function of those checksums and of its version (mnist_sgd.data, in the training code's
+# digest), and every load checks its content against the digest stored with it: so re-creating the cache
+# does not retrain (ancient), and a damaged or outdated cache is never trained on (the first job to
+# find it rebuilds it).
 
 
 rule train:
     input:
-        data=ancient(rules.format_mnist.output.cache),
+        data=lambda wildcards: ancient(cache_file(run_dataset(wildcards))),
     output:
         metrics=f"results/runs/{RUN}/metrics.csv",
         info=f"results/runs/{RUN}/run.json",
@@ -17,7 +18,7 @@ rule train:
     benchmark:
         f"results/benchmarks/train/{RUN}.tsv"
     # The most expensive runs start first, so that the longest is not left for the end.
-    priority: lambda wildcards: round(estimated_seconds(RUN.format(**wildcards), NUM_TRAIN))
+    priority: run_priority
     conda:
         "../../envs/train.yaml"
     # Training always runs on one thread (scripts/train.py): with two, BLAS sums in another order and a
@@ -27,9 +28,11 @@ rule train:
     resources:
         gpu=1 if HAS_GPU and config["device"] != "cpu" else 0,
     params:
-        data=DATA_DIGEST,
+        data=lambda wildcards: data_digest(run_dataset(wildcards)),
         code=code_digest("train"),
-        idx_files=list(rules.format_mnist.input),
+        idx_files=lambda wildcards: [
+            raw_file(run_dataset(wildcards), name) for name in IDX_FILES
+        ],
     script:
         "../scripts/train.py"
 
@@ -37,7 +40,7 @@ rule train:
 # The exact least-squares optimum of each training set the runs use: the yardstick in the summary and the figures.
 rule optimum:
     input:
-        data=ancient(rules.format_mnist.output.cache),
+        data=lambda wildcards: ancient(cache_file(training_set_dataset(wildcards))),
     output:
         "results/optimum/{training_set}.json",
     log:
@@ -46,9 +49,11 @@ rule optimum:
         "../../envs/train.yaml"
     threads: 1
     params:
-        data=DATA_DIGEST,
+        data=lambda wildcards: data_digest(training_set_dataset(wildcards)),
         code=code_digest("optimum"),
-        idx_files=list(rules.format_mnist.input),
+        idx_files=lambda wildcards: [
+            raw_file(training_set_dataset(wildcards), name) for name in IDX_FILES
+        ],
     script:
         "../scripts/optimum.py"
 

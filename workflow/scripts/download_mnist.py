@@ -1,4 +1,4 @@
-"""Rule download_mnist: fetch one verified MNIST IDX file."""
+"""Rule download_mnist: fetch one verified IDX file of a data set (mnist_sgd.datasets says from where)."""
 
 import sys
 from pathlib import Path
@@ -7,10 +7,18 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from mnist_sgd.data import fetch_idx  # noqa: E402
+from mnist_sgd.datasets import md5_note, sources  # noqa: E402
+from mnist_sgd.study import dataset_of  # noqa: E402
 
 # Mirrors are read here, not passed as params: where a verified file came from does not change it,
 # so pointing the workflow at another mirror must not trigger a download.
 config = snakemake.config
-mirrors = ([config["data_mirror"]] if config["data_mirror"] else []) + config["mirrors"]
-source = fetch_idx(snakemake.wildcards.idx_file, mirrors, snakemake.params.sha256, snakemake.output[0])
-print(f"{snakemake.output[0]}: verified copy from {source}", file=sys.stderr)
+dataset = dataset_of(snakemake.wildcards.dataset_dir)
+name = snakemake.wildcards.idx_file
+custom = (config.get("custom_datasets") or {}).get(dataset)
+mirrors = sources(dataset, config["data_mirror"], config["mirrors"], custom)
+source, compressed = fetch_idx(name, mirrors, snakemake.params.sha256, snakemake.output[0], dataset=dataset)
+print(f"{snakemake.output[0]}: verified copy of {dataset}'s {name} from {source}", file=sys.stderr)
+note = md5_note(dataset, name, compressed)
+if note:
+    print(note, file=sys.stderr)

@@ -10,11 +10,12 @@ import torch  # noqa: E402
 
 from mnist_sgd.data import load_cache  # noqa: E402
 from mnist_sgd.optimum import optimum  # noqa: E402
+from mnist_sgd.study import dataset_sha256, parse_training_set  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 data = load_cache(
     snakemake.input.data,
-    sources=snakemake.config["data_sha256"],
+    sources=dataset_sha256(snakemake.config, parse_training_set(snakemake.wildcards.training_set)[0]),
     rebuild_from=snakemake.params.idx_files,
     log=lambda message: print(message, file=sys.stderr),
 )

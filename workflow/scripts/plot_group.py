@@ -7,7 +7,13 @@ from pathlib import Path
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from mnist_sgd.plots import Configuration, plot_final_accuracy, plot_overlay, read_metrics  # noqa: E402
+from mnist_sgd.plots import (  # noqa: E402
+    Configuration,
+    plot_final_accuracy,
+    plot_overlay,
+    read_metrics,
+    titled_with_datasets,
+)
 from mnist_sgd.records import Optimum, RunInfo, run_name  # noqa: E402
 from mnist_sgd.study import configurations, group_title  # noqa: E402
 
@@ -22,5 +28,6 @@ groups = [
     Configuration(label, [metrics[r] for r in members], [infos[r] for r in members], [optima[r] for r in members])
     for label, members in zip(params.labels, configurations(runs).values())
 ]
+title = titled_with_datasets(title, infos.values())
 plot_overlay(groups, title, snakemake.output.curves, params.dpi, params.smoothing)
 plot_final_accuracy(groups, title, snakemake.output.final_accuracy, params.dpi)

@@ -7,7 +7,7 @@ from pathlib import Path
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from mnist_sgd.plots import Configuration, plot_learning_rates  # noqa: E402
+from mnist_sgd.plots import Configuration, plot_learning_rates, titled_with_datasets  # noqa: E402
 from mnist_sgd.records import RunInfo, run_name  # noqa: E402
 from mnist_sgd.study import group_title, learning_rate_lines  # noqa: E402
 
@@ -17,4 +17,5 @@ lines = [
     (label, {lr: Configuration(label, [], [infos[r] for r in members]) for lr, members in line.items()})
     for label, line in zip(params.labels, learning_rate_lines(list(infos)))
 ]
-plot_learning_rates(lines, group_title(snakemake.config, snakemake.wildcards.group), snakemake.output, params.dpi)
+title = titled_with_datasets(group_title(snakemake.config, snakemake.wildcards.group), infos.values())
+plot_learning_rates(lines, title, snakemake.output, params.dpi)

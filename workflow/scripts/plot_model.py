@@ -10,9 +10,12 @@ import numpy as np  # noqa: E402
 
 from mnist_sgd.plots import describe_run, plot_confusion, plot_weights  # noqa: E402
 from mnist_sgd.records import RunInfo  # noqa: E402
+from mnist_sgd.study import class_names  # noqa: E402
 
 info = RunInfo.read(snakemake.input.info)
 title = describe_run(info) + (f" (diverged at iteration {info.diverged_at_iteration})" if info.diverged else "")
 params = snakemake.params
-plot_weights(np.load(snakemake.input.weights, allow_pickle=False), title, snakemake.output.weights, params.dpi)
-plot_confusion(info.confusion, title, snakemake.output.confusion, params.dpi)
+names = class_names(info.params.dataset)
+weight = np.load(snakemake.input.weights, allow_pickle=False)
+plot_weights(weight, title, snakemake.output.weights, params.dpi, class_names=names)
+plot_confusion(info.confusion, title, snakemake.output.confusion, params.dpi, class_names=names)

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from mnist_sgd.study import RUN_PATTERN, run_config  # noqa: E402
+from mnist_sgd.study import RUN_PATTERN, dataset_sha256, run_config  # noqa: E402
 from mnist_sgd.train import run  # noqa: E402
 
 # The run's name says what it computes; the device and CUDA graphs, read from the config rather than
@@ -20,7 +20,7 @@ run(
     weights_path=snakemake.output.weights,
     threads=1,  # always: the metrics must not depend on --cores (see rule train)
     cuda_graphs=snakemake.config["cuda_graphs"],
-    data_sources=snakemake.config["data_sha256"],
+    data_sources=dataset_sha256(snakemake.config, config.dataset),
     rebuild_from=snakemake.params.idx_files,
     log=lambda message: print(message, file=sys.stderr),
 )
