@@ -25,7 +25,6 @@ localrules:
     summarize,
     optimum,
     plot_run,
-    plot_model,
     plot_group,
     plot_learning_rate,
     plot_wall_time,

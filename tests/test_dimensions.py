@@ -111,7 +111,7 @@ def test_adding_a_seed_trains_exactly_the_new_runs_and_redraws_what_holds_them(c
     (tmp_path / "more.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(workdir, "-n", "--configfile", str(tmp_path / "more.yaml"))
     assert result.returncode == 0, result.stdout
-    new = {"train": 4, "plot_run": 4, "plot_model": 4}  # one per learning rate and data set
+    new = {"train": 4, "plot_run": 4}  # one per learning rate and data set
     figures = {"plot_group": 1, "plot_learning_rate": 1, "summarize": 1, "plot_wall_time": 1, "all": 1}
     assert job_stats(result.stdout) == {**new, **figures}
 

@@ -42,7 +42,6 @@ LOCAL_RULES = (
     "optimum",
     "summarize",
     "plot_run",
-    "plot_model",
     "plot_group",
     "plot_wall_time",
 )

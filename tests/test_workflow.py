@@ -133,7 +133,7 @@ def changed_config(workdir, change):
     return config
 
 
-FIGURES_ONLY = {"plot_run": 5, "plot_model": 5, "plot_group": 3, "plot_wall_time": 1, "all": 1}
+FIGURES_ONLY = {"plot_run": 5, "plot_group": 3, "plot_wall_time": 1, "all": 1}
 
 
 @pytest.mark.parametrize(
@@ -159,7 +159,7 @@ def test_a_figure_option_redraws_only_the_figures_it_affects(completed, tmp_path
     assert planned_jobs(workdir, changed_config(workdir, change), tmp_path) == expected
 
 
-TRAIN_ONE = {"train": 1, "plot_run": 1, "plot_model": 1, "plot_group": 1, "summarize": 1, "plot_wall_time": 1, "all": 1}
+TRAIN_ONE = {"train": 1, "plot_run": 1, "plot_group": 1, "summarize": 1, "plot_wall_time": 1, "all": 1}
 
 
 @pytest.mark.parametrize(
@@ -169,11 +169,11 @@ TRAIN_ONE = {"train": 1, "plot_run": 1, "plot_model": 1, "plot_group": 1, "summa
         (lambda c: c["sweeps"]["train_size"]["train_sizes"].append(150), {**TRAIN_ONE, "optimum": 1}),
         (
             lambda c: c["sweeps"]["batch_size"].update(lr=0.02),
-            {**TRAIN_ONE, "train": 2, "plot_run": 2, "plot_model": 2},
+            {**TRAIN_ONE, "train": 2, "plot_run": 2},
         ),
         (
             lambda c: c["sweeps"]["train_size"].update(iterations=30),
-            {**TRAIN_ONE, "train": 2, "plot_run": 2, "plot_model": 2},
+            {**TRAIN_ONE, "train": 2, "plot_run": 2},
         ),
         (lambda c: c["sweeps"]["torch_optim"].update(seeds=[2]), TRAIN_ONE),
     ],
@@ -398,7 +398,7 @@ def test_every_job_writes_a_log_and_training_logs_progress(completed):
         )
     ]
     expected += ["format_mnist/mnist.log", "summarize.log", "plot_wall_time.log"]
-    expected += [f"{rule}/{run}.log" for run in RUNS for rule in ("train", "plot_run", "plot_model")]
+    expected += [f"{rule}/{run}.log" for run in RUNS for rule in ("train", "plot_run")]
     expected += [f"optimum/{name}.log" for name in ("trainall", "train50_seed0", "train100_seed0")]
     expected += [f"plot_group/{sweep}.log" for sweep in ("batch_size", "train_size", "torch_optim")]
     assert sorted(p.relative_to(logs).as_posix() for p in logs.rglob("*.log")) == sorted(expected)

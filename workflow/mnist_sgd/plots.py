@@ -199,6 +199,9 @@ def plot_overlay(configurations, title, paths, dpi=150, smoothing=SMOOTHING_WIND
     bands = "; lines: mean over seeds, bands: min to max" if seeded else ""
     fig, loss_ax, acc_ax = _curve_axes(f"{title}: loss ({smoothed_by}) and test accuracy{bands}")
     colors, tops = [], []  # tops: the highest loss of each configuration that did not diverge
+    if len(configurations) > 10:  # more than the default cycle: 20 distinct colours
+        for ax in (loss_ax, acc_ax):
+            ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
     for config in configurations:
         label = config.label
         ends = [end for end in map(diverged_at, config.metrics) if end]
@@ -234,13 +237,17 @@ def plot_overlay(configurations, title, paths, dpi=150, smoothing=SMOOTHING_WIND
         optimum = config.optimum()
         if optimum is not None:
             lines.setdefault((optimum.training_set, LOSS_SCALE[config.impl]), (optimum, config.impl, color))
+    several_datasets = len({optimum.training_set.rpartition("/")[0] for optimum, _, _ in lines.values()}) > 1
     for optimum, impl, color in lines.values():
         subsets = optimum.training_set.count("|") + 1
         mean = f", mean of {subsets} subsets" if subsets > 1 else ""
+        folder = optimum.training_set.split("|")[0].rpartition("/")[0]
+        dataset = f"{dataset_title(folder or DEFAULT_DATASET)}, " if several_datasets else ""
         if len(lines) == 1:
             _draw_optimum(loss_ax, acc_ax, optimum, impl, label=f"least-squares optimum{mean}")
         else:
-            _draw_optimum(loss_ax, acc_ax, optimum, impl, color, f"optimum, {optimum.train_size} images{mean}")
+            label = f"optimum, {dataset}{optimum.train_size} images{mean}"
+            _draw_optimum(loss_ax, acc_ax, optimum, impl, color, label)
     _legend(loss_ax, "upper right")
     _legend(acc_ax, "best")
     save(fig, paths, dpi)

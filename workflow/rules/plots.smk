@@ -12,18 +12,35 @@ RUN_LABELS = {
 }
 
 
+# A run's own figures: its curves, and what its model learned (weights and confusion matrix). One job
+# draws the three (a Python start-up each would cost more than the drawing).
 rule plot_run:
     input:
         metrics=rules.train.output.metrics,
         info=rules.train.output.info,
+        weights=rules.train.output.weights,
         optimum=lambda wildcards: optimum_file(RUN.format(**wildcards)),
     output:
-        figure(
+        curves=figure(
             f"results/figures/runs/{RUN}.{{ext}}",
             caption="run",
             category="2. Runs",
             subcategory="{dataset_dir}{impl}",  # MNIST runs: impl; others: data set/impl
             labels={**RUN_LABELS, "figure": "loss and accuracy"},
+        ),
+        weights=figure(
+            f"results/figures/runs/{RUN}/weights.{{ext}}",
+            caption="weights",
+            category="2. Runs",
+            subcategory="{dataset_dir}{impl}",
+            labels={**RUN_LABELS, "figure": "final weights"},
+        ),
+        confusion=figure(
+            f"results/figures/runs/{RUN}/confusion.{{ext}}",
+            caption="confusion",
+            category="2. Runs",
+            subcategory="{dataset_dir}{impl}",
+            labels={**RUN_LABELS, "figure": "confusion matrix"},
         ),
     log:
         f"results/logs/plot_run/{RUN}.log",
@@ -34,36 +51,6 @@ rule plot_run:
         code=code_digest("plot_run"),
     script:
         "../scripts/plot_run.py"
-
-
-rule plot_model:
-    input:
-        weights=rules.train.output.weights,
-        info=rules.train.output.info,
-    output:
-        weights=figure(
-            f"results/figures/runs/{RUN}/weights.{{ext}}",
-            caption="weights",
-            category="2. Runs",
-            subcategory="{dataset_dir}{impl}",  # MNIST runs: impl; others: data set/impl
-            labels={**RUN_LABELS, "figure": "final weights"},
-        ),
-        confusion=figure(
-            f"results/figures/runs/{RUN}/confusion.{{ext}}",
-            caption="confusion",
-            category="2. Runs",
-            subcategory="{dataset_dir}{impl}",  # MNIST runs: impl; others: data set/impl
-            labels={**RUN_LABELS, "figure": "confusion matrix"},
-        ),
-    log:
-        f"results/logs/plot_model/{RUN}.log",
-    conda:
-        "../../envs/plot.yaml"
-    params:
-        dpi=config["figures"]["dpi"],
-        code=code_digest("plot_model"),
-    script:
-        "../scripts/plot_model.py"
 
 
 rule plot_group:

@@ -45,6 +45,9 @@ rule optimum:
         "results/optimum/{training_set}.json",
     log:
         "results/logs/optimum/{training_set}.log",
+    # Seconds each, and every figure of its runs waits for it: before the training jobs, whose priority is
+    # their estimated seconds (the longest run is a minute).
+    priority: 1000
     conda:
         "../../envs/train.yaml"
     threads: 1

@@ -1,4 +1,5 @@
-"""Rule plot_run: loss and accuracy curves of one run, with the optimum of its training set."""
+"""Rule plot_run: one run's figures: loss and accuracy curves with the optimum of its training set, its final
+weight as ten images, and its test-set confusion matrix."""
 
 import sys
 from pathlib import Path
@@ -6,13 +7,16 @@ from pathlib import Path
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from mnist_sgd.plots import plot_run, read_metrics  # noqa: E402
-from mnist_sgd.records import Optimum, RunInfo  # noqa: E402
+import numpy as np  # noqa: E402
 
-plot_run(
-    read_metrics(snakemake.input.metrics),
-    RunInfo.read(snakemake.input.info),
-    snakemake.output,
-    snakemake.params.dpi,
-    optimum=Optimum.read(snakemake.input.optimum),
-)
+from mnist_sgd.plots import describe_run, plot_confusion, plot_run, plot_weights, read_metrics  # noqa: E402
+from mnist_sgd.records import Optimum, RunInfo  # noqa: E402
+from mnist_sgd.study import class_names  # noqa: E402
+
+inputs, output, dpi = snakemake.input, snakemake.output, snakemake.params.dpi
+info = RunInfo.read(inputs.info)
+plot_run(read_metrics(inputs.metrics), info, output.curves, dpi, optimum=Optimum.read(inputs.optimum))
+title = describe_run(info) + (f" (diverged at iteration {info.diverged_at_iteration})" if info.diverged else "")
+names = class_names(info.params.dataset)
+plot_weights(np.load(inputs.weights, allow_pickle=False), title, output.weights, dpi, class_names=names)
+plot_confusion(info.confusion, title, output.confusion, dpi, class_names=names)
