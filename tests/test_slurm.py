@@ -131,9 +131,9 @@ def test_each_training_job_goes_to_slurm_with_one_gpu_and_nothing_else_does(clus
     wildcards = {
         "_".join(re.match(r"(\w+)/train(\w+)_batch(\d+)_lr([\d.]+)_it(\d+)_seed(\d+)", run).groups()) for run in RUNS
     }
-    # The plugin joins the wildcards' values with "_": the last two, `sampling` and `evaluation`, are
-    # empty for these runs.
-    assert {comment for *_, comment in jobs} == {f"rule_train_wildcards_{w}__" for w in wildcards}
+    # The plugin joins the wildcards' values with "_": the first, `dataset_dir`, and the last two,
+    # `sampling` and `evaluation`, are empty for these MNIST runs.
+    assert {comment for *_, comment in jobs} == {f"rule_train_wildcards__{w}__" for w in wildcards}
     for job_id, state, requested, allocated, _ in jobs:
         assert state == "COMPLETED"
         assert "gres/gpu=1" in requested.split(",") and "gres/gpu=1" in allocated.split(","), (requested, allocated)
