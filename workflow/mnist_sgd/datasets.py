@@ -23,8 +23,7 @@ import torchvision.datasets
 from .data import join_location
 
 # Each built-in data set's torchvision class (study.BUILTIN_DATASETS names them for planning, which does
-# not import torchvision; a test checks both agree). No import of study here: the download rule's code
-# digest covers this module, and a download must not rerun for an edit of the study's planning.
+# not import torchvision; a test checks both agree).
 BUILTIN = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST}
 
 

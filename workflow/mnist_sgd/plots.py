@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 
 from .files import atomic_path  # noqa: E402
 from .records import METRIC_COLUMNS  # noqa: E402
-from .study import DEFAULT_DATASET, DIGITS, LOSS_SCALE, dataset_title  # noqa: E402
+from .study import DEFAULT_DATASET, DIGITS, LOSS_SCALE, dataset_title, parse_training_set  # noqa: E402
 
 # Loss curves of small batches are noisy; overlays draw a rolling mean (config figures.smoothing).
 SMOOTHING_WINDOW = 50
@@ -161,6 +161,11 @@ class Configuration:
         return np.array([info.final_test_accuracy for info in self.infos])
 
     @property
+    def final_accuracy_std(self):
+        """The standard deviation over seeds (n - 1 in the denominator, as summary_by_config.csv); 0 for one."""
+        return self.final_accuracies.std(ddof=1) if len(self.infos) > 1 else 0
+
+    @property
     def diverged(self):
         return [info.diverged for info in self.infos]
 
@@ -237,12 +242,12 @@ def plot_overlay(configurations, title, paths, dpi=150, smoothing=SMOOTHING_WIND
         optimum = config.optimum()
         if optimum is not None:
             lines.setdefault((optimum.training_set, LOSS_SCALE[config.impl]), (optimum, config.impl, color))
-    several_datasets = len({optimum.training_set.rpartition("/")[0] for optimum, _, _ in lines.values()}) > 1
-    for optimum, impl, color in lines.values():
+    # A mean optimum's name joins its training sets' names with "|" (Configuration.optimum).
+    datasets = {key: parse_training_set(key[0].split("|")[0])[0] for key in lines}
+    for key, (optimum, impl, color) in lines.items():
         subsets = optimum.training_set.count("|") + 1
         mean = f", mean of {subsets} subsets" if subsets > 1 else ""
-        folder = optimum.training_set.split("|")[0].rpartition("/")[0]
-        dataset = f"{dataset_title(folder or DEFAULT_DATASET)}, " if several_datasets else ""
+        dataset = f"{dataset_title(datasets[key])}, " if len(set(datasets.values())) > 1 else ""
         if len(lines) == 1:
             _draw_optimum(loss_ax, acc_ax, optimum, impl, label=f"least-squares optimum{mean}")
         else:
@@ -262,7 +267,7 @@ def plot_final_accuracy(configurations, title, paths, dpi=150):
     seeded = any(len(c.infos) > 1 for c in configurations)
     means = [c.final_accuracies.mean() for c in configurations]
     colors = [DIVERGED_COLOR if any(c.diverged) else "tab:blue" for c in configurations]
-    errors = [c.final_accuracies.std(ddof=1) if len(c.infos) > 1 else 0 for c in configurations]
+    errors = [c.final_accuracy_std for c in configurations]
     ax.bar(range(len(configurations)), means, alpha=0.7, color=colors, yerr=errors if seeded else None, capsize=4)
     for i, (config, mean, error) in enumerate(zip(configurations, means, errors)):
         text = f"{mean:.4f}" + (f"\n± {error:.4f}" if len(config.infos) > 1 else "")
@@ -319,7 +324,7 @@ def plot_learning_rates(lines, title, paths, dpi=150):
     for number, (label, by_lr) in enumerate(lines):
         rates = sorted(by_lr)
         means = [by_lr[lr].final_accuracies.mean() for lr in rates]
-        errors = [by_lr[lr].final_accuracies.std(ddof=1) if len(by_lr[lr].infos) > 1 else 0 for lr in rates]
+        errors = [by_lr[lr].final_accuracy_std for lr in rates]
         ax.errorbar(rates, means, yerr=errors, marker="o", markersize=4, capsize=3, label=label)
         for lr in rates:
             diverged = [info for info in by_lr[lr].infos if info.diverged]

@@ -5,6 +5,7 @@ these functions, so a run has the same name, parameters and limits everywhere, a
 accepts the training program accepts. Nothing here imports torch: planning stays fast.
 """
 
+import itertools
 import math
 import os
 import re
@@ -16,6 +17,8 @@ from typing import Optional
 BUILTIN_DATASETS = ("mnist", "fashion-mnist")
 DEFAULT_DATASET = "mnist"
 DATASET_NAME = r"[a-z0-9][a-z0-9-]*"
+# The folder of a data set's results (dataset_dir): none for MNIST, `<data set>/` for any other.
+DATASET_DIR = rf"((?!{DEFAULT_DATASET}/){DATASET_NAME}/)?"
 # Every data set is in MNIST's IDX layout: these four files, 28x28 images, labels 0-9.
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 DIGITS = tuple(str(digit) for digit in range(10))
@@ -59,7 +62,7 @@ RUN_PATTERN = (
 )
 # What each field of RUN_PATTERN matches: the workflow's wildcard constraints.
 RUN_WILDCARDS = {
-    "dataset_dir": rf"((?!{DEFAULT_DATASET}/){DATASET_NAME}/)?",
+    "dataset_dir": DATASET_DIR,
     "impl": "|".join(IMPLS),
     "train_size": r"all|[1-9]\d*",
     "batch_size": r"[1-9]\d*",
@@ -76,7 +79,7 @@ RUN_WILDCARDS = {
 LOSS_SCALE = {"scratch": 1.0, "torch": 0.2}
 # A training set: all the training images, or the random subset of `train_size` that `seed` draws
 # (mnist_sgd.data.training_set); every run on it shares its least-squares optimum (mnist_sgd.optimum).
-TRAINING_SET_WILDCARD = rf"((?!{DEFAULT_DATASET}/){DATASET_NAME}/)?(trainall|train[1-9]\d*_seed\d+)"
+TRAINING_SET_WILDCARD = rf"{DATASET_DIR}(trainall|train[1-9]\d*_seed\d+)"
 
 
 class ConfigError(ValueError):
@@ -257,35 +260,39 @@ def _dataset_runs(config, sweep, where, dataset, num_train):
     for train_size in sweep["train_sizes"]:
         if train_size == num_train:
             raise SweepError(f"{where}.train_sizes has {train_size}: the whole training set; write all")
-        for batch_size in sweep["batch_sizes"]:
+        for batch_size, lr, seed in itertools.product(
+            sweep["batch_sizes"], learning_rates(sweep), sweep.get("seeds", [0])
+        ):
             if batch_size == "train_size":
                 if train_size == "all":
                     raise SweepError(f"{where}.batch_sizes='train_size' needs integer train_sizes, not all")
                 batch_size = train_size
-            for lr in learning_rates(sweep):
-                for seed in sweep.get("seeds", [0]):
-                    run = TrainConfig(
-                        impl=sweep["impl"],
-                        train_size=None if train_size == "all" else train_size,
-                        batch_size=batch_size,
-                        iterations=sweep["iterations"],
-                        lr=lr,
-                        seed=seed,
-                        eval_every=config.get("eval_every", 1),
-                        sampling=sweep.get("sampling"),
-                        dataset=dataset,
-                    )
-                    try:
-                        run.validate(num_train)
-                    except ConfigError as err:
-                        key = SWEEP_LISTS.get(err.name)
-                        if err.name == "eval_every":
-                            raise SweepError(f"config error: {err}") from None
-                        raise SweepError(
-                            f"{where}.{key} has {err.value!r}: {err.reason}" if key else f"{where}.{err}"
-                        ) from None
-                    runs.append(run_name(run))
+            run = TrainConfig(
+                impl=sweep["impl"],
+                train_size=None if train_size == "all" else train_size,
+                batch_size=batch_size,
+                iterations=sweep["iterations"],
+                lr=lr,
+                seed=seed,
+                eval_every=config.get("eval_every", 1),
+                sampling=sweep.get("sampling"),
+                dataset=dataset,
+            )
+            _validate(run, num_train, where)
+            runs.append(run_name(run))
     return runs
+
+
+def _validate(run, num_train, where):
+    """Validate one run of a sweep (`where`: the sweep's config key), raising SweepError that names the
+    sweep's list or key holding the bad value."""
+    try:
+        run.validate(num_train)
+    except ConfigError as err:
+        key = SWEEP_LISTS.get(err.name)
+        if err.name == "eval_every":
+            raise SweepError(f"config error: {err}") from None
+        raise SweepError(f"{where}.{key} has {err.value!r}: {err.reason}" if key else f"{where}.{err}") from None
 
 
 def plan(config, num_train=None):

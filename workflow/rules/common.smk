@@ -138,6 +138,11 @@ def raw_file(dataset, name):
     return f"results/data/raw/{dataset_dir(dataset)}{name}"
 
 
+def raw_files(dataset):
+    """The four IDX files of `dataset`, in IDX_FILES' order (what format_mnist and a cache rebuild read)."""
+    return [raw_file(dataset, name) for name in IDX_FILES]
+
+
 def training_set_size(dataset):
     """Images in a data set's training set: its downloaded file's IDX header; before the download,
     60000 for a built-in data set (all have 60000) and unknown (None) for a custom one.

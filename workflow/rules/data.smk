@@ -28,7 +28,7 @@ rule format_mnist:
             lambda wildcards: dict(
                 zip(
                     ("train_images", "train_labels", "test_images", "test_labels"),
-                    (raw_file(wildcards.dataset, name) for name in IDX_FILES),
+                    raw_files(wildcards.dataset),
                 )
             )
         ),

@@ -30,9 +30,7 @@ rule train:
     params:
         data=lambda wildcards: data_digest(run_dataset(wildcards)),
         code=code_digest("train"),
-        idx_files=lambda wildcards: [
-            raw_file(run_dataset(wildcards), name) for name in IDX_FILES
-        ],
+        idx_files=lambda wildcards: raw_files(run_dataset(wildcards)),
     script:
         "../scripts/train.py"
 
@@ -54,9 +52,7 @@ rule optimum:
     params:
         data=lambda wildcards: data_digest(training_set_dataset(wildcards)),
         code=code_digest("optimum"),
-        idx_files=lambda wildcards: [
-            raw_file(training_set_dataset(wildcards), name) for name in IDX_FILES
-        ],
+        idx_files=lambda wildcards: raw_files(training_set_dataset(wildcards)),
     script:
         "../scripts/optimum.py"
 
