@@ -9,9 +9,10 @@ import dataclasses
 import fcntl
 import gzip
 import hashlib
-import io
 import pickle
+import socket
 import struct
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -71,34 +72,79 @@ class MNIST:
 TENSORS = ("train_images", "train_targets", "test_images", "test_labels")
 
 
-def _read_source(location, timeout):
-    """Return the bytes at a local path or a URL, at most MAX_IDX_BYTES of them."""
-    if "://" in location:
-        with urllib.request.urlopen(location, timeout=timeout) as response:
-            return _bounded(response.read(MAX_IDX_BYTES + 1), "holds")
-    with open(location, "rb") as source:
-        return _bounded(source.read(MAX_IDX_BYTES + 1), "holds")
+# How long one download attempt may take: a source that sends no byte for STALL_SECONDS, or has not
+# finished after DEADLINE_SECONDS in all, is given up for the next one (config download_stall_seconds,
+# download_deadline_seconds). A per-read timeout alone never gives up on a source that trickles.
+STALL_SECONDS = 30
+DEADLINE_SECONDS = 600
+# Bytes read or decompressed at a time: what a download holds in memory, whatever the file's size.
+CHUNK_BYTES = 1 << 20
 
 
-def _bounded(data, what):
-    """`data`, unless it is longer than MAX_IDX_BYTES: then DataError says that it `what` too much."""
-    if len(data) > MAX_IDX_BYTES:
-        raise DataError(
-            f"{what} more than {MAX_IDX_BYTES >> 20} MiB, the most this workflow reads "
-            "of an IDX file (MNIST's largest is 45 MiB)"
-        )
-    return data
+class _Unreachable(DataError):
+    """A source that did not answer in time, or refused the connection: its other file names are not tried."""
 
 
-def _decompress(raw):
-    """Return `raw` gunzipped (at most MAX_IDX_BYTES) if it is gzip data, else unchanged."""
-    if raw[:2] != b"\x1f\x8b":
-        return raw
+def _stream_source(location, sink, stall, deadline):
+    """Copy the bytes at a local path or URL into the binary stream `sink`, CHUNK_BYTES at a time, at most
+    MAX_IDX_BYTES of them, within `stall` seconds per read and `deadline` seconds in all; return their MD5."""
+    started = time.monotonic()
+    md5, size = hashlib.md5(), 0
+    with _open_source(location, stall) as source:
+        while True:
+            try:
+                chunk = source.read1(CHUNK_BYTES)
+            except (TimeoutError, socket.timeout) as err:
+                raise _Unreachable(f"gave up: no data for {stall:g} s") from err
+            if not chunk:
+                return md5.hexdigest()
+            size += len(chunk)
+            if size > MAX_IDX_BYTES:
+                raise DataError(_too_large("holds"))
+            md5.update(chunk)
+            sink.write(chunk)
+            if time.monotonic() - started > deadline:
+                raise _Unreachable(f"gave up: not complete after {deadline:g} s ({size} bytes so far)")
+
+
+def _open_source(location, stall):
+    """A binary stream of the bytes at a local path or a URL (with `stall` seconds to connect and answer)."""
+    if "://" not in location:
+        return open(location, "rb")
     try:
-        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
-            return _bounded(stream.read(MAX_IDX_BYTES + 1), "decompresses to")
-    except (EOFError, OSError, zlib.error) as err:
+        return urllib.request.urlopen(location, timeout=stall)
+    except (TimeoutError, socket.timeout) as err:
+        raise _Unreachable(f"gave up: no answer in {stall:g} s") from err
+    except urllib.error.URLError as err:
+        if isinstance(err.reason, (TimeoutError, socket.timeout, ConnectionError)):
+            raise _Unreachable(f"gave up: {err.reason or 'no answer'}") from err
+        raise
+
+
+def _too_large(what):
+    return (
+        f"{what} more than {MAX_IDX_BYTES >> 20} MiB, the most this workflow reads of an IDX file "
+        "(MNIST's largest is 45 MiB)"
+    )
+
+
+def _decompressed(raw_path, sink):
+    """Copy the file at `raw_path` into `sink`, gunzipped if it is gzip data, CHUNK_BYTES at a time and at
+    most MAX_IDX_BYTES in all; return the SHA-256 of what was written."""
+    with open(raw_path, "rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+    digest, size = hashlib.sha256(), 0
+    try:
+        with (gzip.open if gzipped else open)(raw_path, "rb") as stream:
+            while chunk := stream.read(CHUNK_BYTES):
+                size += len(chunk)
+                if size > MAX_IDX_BYTES:
+                    raise DataError(_too_large("decompresses to" if gzipped else "holds"))
+                digest.update(chunk)
+                sink.write(chunk)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise DataError(f"truncated or corrupt gzip data ({err})") from err
+    return digest.hexdigest(), gzipped
 
 
 def join_location(mirror, filename):
@@ -106,43 +152,69 @@ def join_location(mirror, filename):
     return mirror.rstrip("/") + "/" + filename if "://" in mirror else str(Path(mirror) / filename)
 
 
-def fetch_idx(name, mirrors, sha256, destination, timeout=60, dataset="mnist"):
+def fetch_idx(
+    name,
+    mirrors,
+    sha256,
+    destination,
+    dataset="mnist",
+    stall=STALL_SECONDS,
+    deadline=DEADLINE_SECONDS,
+    hint=None,
+    log=lambda message: None,
+):
     """Fetch IDX file `name` of `dataset` from the first mirror that has a verified copy; write it to
-    `destination`; return (where it came from, its gzip bytes or None if it was not compressed).
+    `destination`; return (where it came from, the MD5 of the `.gz` fetched, or None if it was not compressed).
 
-    Each mirror is tried for `name.gz`, then `name`. The decompressed bytes must hash to `sha256`
-    and parse as an IDX file; on success they are written atomically. If no mirror has a good copy,
-    raise DataError listing every attempt and how to use a local copy.
+    Each mirror is tried for `name.gz`, then `name` (not when it did not answer in time). An attempt is
+    given up after `stall` seconds without data or `deadline` seconds in all. The decompressed bytes
+    must hash to `sha256` and parse as an IDX file; on success they are written atomically. Memory stays
+    bounded (CHUNK_BYTES at a time) whatever a source sends. Each attempt and why it was given up is
+    logged. If no mirror has a good copy, raise DataError listing every attempt and `hint`, how to use a
+    local copy (by default, data_mirror's).
     """
     attempts = []
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
     for mirror in mirrors:
         for filename in (name + ".gz", name):
             location = join_location(mirror, filename)
-            try:
-                raw = _read_source(location, timeout)
-                data = _decompress(raw)
-            except FileNotFoundError:
-                attempts.append(f"{location}: no such file")
-                continue
-            except (OSError, urllib.error.URLError, ValueError, DataError) as err:
-                attempts.append(f"{location}: {err}")
-                continue
-            digest = hashlib.sha256(data).hexdigest()
-            if digest != sha256:
-                attempts.append(f"{location}: SHA-256 of the content is {digest}, expected {sha256}")
-                continue
-            try:
-                parse_idx(data, origin=location)
-            except DataError as err:
-                attempts.append(str(err))
-                continue
-            with atomic_path(destination) as tmp:
-                tmp.write_bytes(data)
-            return location, (raw if raw is not data else None)
+            log(f"trying {location}")
+            problem = _attempt(location, sha256, destination, stall, deadline)
+            if isinstance(problem, tuple):
+                log(f"{location}: verified")
+                return problem
+            log(f"{location}: {problem}")
+            attempts.append(f"{location}: {problem}")
+            if isinstance(problem, _Unreachable):
+                break
     tried = "\n".join(f"  - {a}" for a in attempts) or "  (no mirrors configured)"
-    raise DataError(
-        f"no verified copy of {dataset} file '{name}' found. Tried:\n{tried}\n{LOCAL_COPY_HINT.format(dataset=dataset)}"
-    )
+    hint = hint or LOCAL_COPY_HINT.format(dataset=dataset)
+    raise DataError(f"no verified copy of {dataset} file '{name}' found. Tried:\n{tried}\n{hint}")
+
+
+def _attempt(location, sha256, destination, stall, deadline):
+    """Fetch, decompress, verify and write one copy: (location, MD5 of its .gz or None), or what was wrong
+    with it (a DataError, or its message)."""
+    raw = destination.with_name(f".{destination.name}.download")
+    try:
+        with open(raw, "wb") as sink:
+            md5 = _stream_source(location, sink, stall, deadline)
+        with atomic_path(destination) as tmp:
+            with open(tmp, "wb") as sink:
+                digest, gzipped = _decompressed(raw, sink)
+            if digest != sha256:
+                raise DataError(f"SHA-256 of the content is {digest}, expected {sha256}")
+            parse_idx(tmp.read_bytes(), origin=location)
+        return location, md5 if gzipped else None
+    except FileNotFoundError:
+        return "no such file"
+    except DataError as err:
+        return err if isinstance(err, _Unreachable) else str(err).removeprefix(f"{location}: ")
+    except (OSError, urllib.error.URLError, ValueError) as err:
+        return str(err)
+    finally:
+        raw.unlink(missing_ok=True)
 
 
 def parse_idx(data, origin="<bytes>"):

@@ -16,8 +16,6 @@ What is torchvision's and what is ours, and why:
 Only the download job imports this module (and torchvision): planning and training stay free of it.
 """
 
-import hashlib
-
 import torchvision.datasets
 
 from .data import join_location
@@ -52,11 +50,15 @@ def sources(dataset, data_mirror=None, mirrors=(), custom=None):
     return found + list(BUILTIN[dataset].mirrors)
 
 
-def md5_note(dataset, idx_file, gz_bytes):
-    """A log line comparing a fetched `.gz` with torchvision's MD5 (None for a custom data set)."""
-    if dataset not in BUILTIN or gz_bytes is None:
+def md5_note(dataset, idx_file, gz_md5_found):
+    """A log line comparing the MD5 of a fetched `.gz` with torchvision's (None for a custom data set, or
+    a file that was not compressed)."""
+    if dataset not in BUILTIN or gz_md5_found is None:
         return None
-    expected, found = gz_md5(dataset, idx_file), hashlib.md5(gz_bytes).hexdigest()
-    if found == expected:
-        return f"{idx_file}.gz: MD5 {found}, torchvision's"
-    return f"{idx_file}.gz: MD5 {found}, not torchvision's {expected} (another compression; the content's SHA-256 is what is checked)"
+    expected = gz_md5(dataset, idx_file)
+    if gz_md5_found == expected:
+        return f"{idx_file}.gz: MD5 {gz_md5_found}, torchvision's"
+    return (
+        f"{idx_file}.gz: MD5 {gz_md5_found}, not torchvision's {expected} (another compression; the content's "
+        "SHA-256 is what is checked)"
+    )
