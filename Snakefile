@@ -35,6 +35,7 @@ rule all:
     input:
         rules.summarize.output,
         all_figures(),
+        run_records(RUNS),
 
 
 include: "workflow/rules/targets.smk"

@@ -296,16 +296,16 @@ def build_cache(train_images, train_labels, test_images, test_labels, destinatio
 
 
 class CacheError(DataError):
-    """The data cache is unreadable, damaged or of other files: rebuild it from the IDX files."""
+    """The data cache is missing, unreadable, damaged or of other files: rebuild it from the IDX files."""
 
 
 def load_cache(path, device="cpu", sources=None, rebuild_from=None, log=print):
     """Load the tensors written by `build_cache` onto `device`, after checking them against the digest
     stored with them (and, given `sources`, that they come from IDX files with those SHA-256s).
 
-    A cache that fails a check is never used: CacheError names the problem or, given `rebuild_from`
-    (the four IDX files, as for `build_cache`), the cache is rebuilt from them, once, whichever of the
-    jobs sharing it gets there first, and loaded again.
+    A cache that is missing or fails a check is never used: DataError names the problem or, given
+    `rebuild_from` (the four IDX files, as for `build_cache`), the cache is rebuilt from them, once,
+    whichever of the jobs sharing it gets there first, and loaded again.
     """
     try:
         return _load_checked(path, sources).to(device)
@@ -317,6 +317,12 @@ def load_cache(path, device="cpu", sources=None, rebuild_from=None, log=print):
         try:  # another job may have rebuilt it meanwhile
             data = _load_checked(path, sources)
         except CacheError:
+            missing = [str(file) for file in rebuild_from if not Path(file).exists()]
+            if missing:
+                raise DataError(
+                    f"{path}: no data cache, and no IDX files to rebuild it from ({', '.join(missing)} missing); "
+                    "run snakemake again: it fetches them first"
+                ) from None
             build_cache(*rebuild_from, path, sources=sources)
             data = _load_checked(path, sources)
             log(f"{path}: rebuilt (SHA-256 of its tensors {data.sha256})")
@@ -340,7 +346,7 @@ def _load_checked(path, sources):
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except FileNotFoundError as err:
-        raise DataError(f"{path}: no such data cache; the workflow's format_mnist rule writes it") from err
+        raise CacheError(f"{path}: no such data cache; the workflow's format_mnist rule writes it") from err
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
         raise refuse(f"unreadable data cache ({err})") from err
     if not isinstance(stored, dict) or stored.get("version") != _CACHE_VERSION:  # e.g. of an older version

@@ -193,6 +193,23 @@ def cache_file(dataset):
     return f"results/data/{dataset}.pt"
 
 
+def data_input(dataset, outputs):
+    """A training or optimum job's input: none, ever; where some of the job's `outputs` are missing, it
+    first waits for the cache of `dataset` (checkpoint format_mnist).
+
+    Snakemake reruns every job downstream of one that runs, ancient input or not (snakemake#946), and a
+    job whose set of inputs changed. With the cache as an input, deleting the cache or the raw files,
+    which are rebuilt bit-identical from checksum-pinned files, would retrain every finished run. So the
+    cache is never an input: a job that must run waits for it through the checkpoint, and one that runs
+    because its code or parameters changed loads it itself, rebuilding it from the IDX files if it is
+    missing (mnist_sgd.data.load_cache). The cache is a function of the data's checksums, in the job's
+    parameters, and of its version, in the code digest.
+    """
+    if not all(os.path.exists(path) for path in outputs):
+        checkpoints.format_mnist.get(dataset=dataset)
+    return []
+
+
 def run_dataset(wildcards):
     """The data set of the run (or IDX file) a job's wildcards name."""
     return dataset_of(wildcards.dataset_dir)
@@ -232,6 +249,19 @@ def figure(path, caption, category, subcategory=None, labels=None):
 
 def run_files(runs, name):
     return [f"results/runs/{run}/{name}" for run in runs]
+
+
+# What a training job writes for each run: the records every later rule reads.
+RUN_RECORDS = ("metrics.csv", "run.json", "weights.npy")
+
+
+def run_records(runs, optima=True):
+    """Each run's records and its training set's optimum: targets of `all` and of each sweep's rule, so
+    that one deleted by hand (or lost to a full quota) is made again by the next run, although the
+    figures and summary drawn from it are still there (Snakemake does not remake an intermediate file
+    whose consumers are up to date)."""
+    records = [f"results/runs/{run}/{name}" for run in runs for name in RUN_RECORDS]
+    return records + (list(dict.fromkeys(optimum_file(run) for run in runs)) if optima else [])
 
 
 def optimum_file(run):

@@ -22,7 +22,9 @@ rule download_mnist:
         "../scripts/download_mnist.py"
 
 
-rule format_mnist:
+# A checkpoint: training and optimum jobs wait for it without taking the cache as an input (see
+# common.smk, data_input).
+checkpoint format_mnist:
     input:
         unpack(
             lambda wildcards: dict(

@@ -12,3 +12,4 @@ for group in FIGURE_GROUPS:
             group
         input:
             group_figures(group),
+            run_records(FIGURE_GROUPS[group][1]),

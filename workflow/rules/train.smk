@@ -2,13 +2,15 @@
 # A run retrains when its parameters (its name), the training code or the data's checksums change.
 # The cache is a function of those checksums and of its version (mnist_sgd.data, in the training code's
 # digest), and every load checks its content against the digest stored with it: so re-creating the cache
-# does not retrain (ancient), and a damaged or outdated cache is never trained on (the first job to
-# find it rebuilds it).
+# does not retrain (ancient, and no input at all of a finished run: see data_input), and a damaged,
+# outdated or missing cache is never trained on (the first job to find it rebuilds it).
 
 
 rule train:
     input:
-        data=lambda wildcards: ancient(cache_file(run_dataset(wildcards))),
+        data=lambda wildcards: data_input(
+            run_dataset(wildcards), run_records([RUN.format(**wildcards)], optima=False)
+        ),
     output:
         metrics=f"results/runs/{RUN}/metrics.csv",
         info=f"results/runs/{RUN}/run.json",
@@ -30,6 +32,7 @@ rule train:
     params:
         data=lambda wildcards: data_digest(run_dataset(wildcards)),
         code=code_digest("train"),
+        cache=lambda wildcards: cache_file(run_dataset(wildcards)),
         idx_files=lambda wildcards: raw_files(run_dataset(wildcards)),
     script:
         "../scripts/train.py"
@@ -38,7 +41,10 @@ rule train:
 # The exact least-squares optimum of each training set the runs use: the yardstick in the summary and the figures.
 rule optimum:
     input:
-        data=lambda wildcards: ancient(cache_file(training_set_dataset(wildcards))),
+        data=lambda wildcards: data_input(
+            training_set_dataset(wildcards),
+            [f"results/optimum/{wildcards.training_set}.json"],
+        ),
     output:
         "results/optimum/{training_set}.json",
     log:
@@ -52,6 +58,7 @@ rule optimum:
     params:
         data=lambda wildcards: data_digest(training_set_dataset(wildcards)),
         code=code_digest("optimum"),
+        cache=lambda wildcards: cache_file(training_set_dataset(wildcards)),
         idx_files=lambda wildcards: raw_files(training_set_dataset(wildcards)),
     script:
         "../scripts/optimum.py"

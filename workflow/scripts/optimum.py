@@ -14,7 +14,7 @@ from mnist_sgd.study import dataset_sha256, parse_training_set  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 data = load_cache(
-    snakemake.input.data,
+    snakemake.params.cache,
     sources=dataset_sha256(snakemake.config, parse_training_set(snakemake.wildcards.training_set)[0]),
     rebuild_from=snakemake.params.idx_files,
     log=lambda message: print(message, file=sys.stderr),

@@ -13,7 +13,7 @@ from mnist_sgd.train import run  # noqa: E402
 # passed as rule parameters, say only how: changing them must not retrain (or delete) finished runs.
 config = run_config(RUN_PATTERN.format(**snakemake.wildcards), device=snakemake.config["device"])
 run(
-    snakemake.input.data,
+    snakemake.params.cache,
     snakemake.output.metrics,
     snakemake.output.info,
     config,
