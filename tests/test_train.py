@@ -16,6 +16,7 @@ from mnist_sgd.records import RunInfo, git_state, write_metrics
 from mnist_sgd.reference import reference_train
 from mnist_sgd.sgd import UPDATERS, epoch_batches, uniform_batches
 from mnist_sgd.steps import CudaGraphSteps, chunks
+from mnist_sgd.study import MAX_LR
 from mnist_sgd.train import ConfigError, TrainConfig, main, parse_args, train
 
 QUIET = dict(log=lambda message: None)
@@ -279,6 +280,14 @@ def test_a_diverging_run_stops_at_the_first_non_finite_loss(tmp_path, small_data
     write_metrics(tmp_path / "m.csv", result)
     table = pd.read_csv(tmp_path / "m.csv")
     assert len(table) == result.diverged_at and not np.isfinite(table["train_loss"].iloc[-1])
+
+
+@pytest.mark.parametrize("impl, batch_size", [("scratch", 1), ("scratch", 300), ("torch", 1)])
+def test_the_largest_learning_rate_planning_admits_diverges_instead_of_crashing(small_data, impl, batch_size):
+    result = train(small_data, TrainConfig(impl=impl, batch_size=batch_size, iterations=200, lr=MAX_LR), **QUIET)
+    assert result.status == "diverged" and result.diverged_at <= 100
+    with pytest.raises(ConfigError, match="lr=1e[+]308: larger than 3.402823e[+]38, the largest float32 number"):
+        TrainConfig(lr=1e308).validate()
 
 
 def test_progress_lines_give_iteration_loss_accuracy_speed_and_eta(small_data):

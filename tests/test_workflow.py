@@ -231,6 +231,23 @@ def test_a_recreated_data_cache_with_the_same_content_retrains_nothing(completed
     assert all(row[-2:] == ["ok", "no update"] for row in rows), summary.stdout
 
 
+@pytest.mark.parametrize("title", ["'Batch sizes #2'", '"Batch: 1"', '"2024-01-01"'])
+def test_quoted_command_line_values_stay_the_strings_quoted(completed, title):
+    result = snakemake(completed[0], "-n", "--config", f"sweeps={{batch_size: {{title: {title}}}}}")
+    assert result.returncode == 0, result.stdout
+    assert job_stats(result.stdout) == {"plot_group": 1, "all": 1}  # a new title, as written: redrawn
+
+
+def test_a_learning_rate_written_without_a_dot_is_the_number_it_means(completed, tmp_path):
+    """YAML 1.1 reads 1e-2 as a string; in a config file or on the command line it is 0.01, the
+    completed sweeps' learning rate."""
+    workdir, _ = completed
+    (tmp_path / "lr.yaml").write_text("sweeps:\n  batch_size:\n    lr: [1e-2]\n")
+    for options in (["--configfile", str(tmp_path / "lr.yaml")], ["--config", "sweeps={batch_size: {lr: 1E-2}}"]):
+        result = snakemake(workdir, "-n", *options)
+        assert "Nothing to be done" in result.stdout, result.stdout
+
+
 def copy_completed(completed, tmp_path):
     """A copy of the completed workflow (results, logs and Snakemake's records), to change at will."""
     workdir, _ = completed
@@ -385,6 +402,10 @@ def test_a_bad_command_line_value_fails_before_any_job(workdir, override, messag
             lambda c: c["sweeps"]["batch_size"].update(lr=float("nan")),
             "sweeps.batch_size.lr has nan: must be a finite number > 0",
         ),
+        (
+            lambda c: c["sweeps"]["batch_size"].update(lr=[0.01, 1.0e308]),
+            "sweeps.batch_size.lr has 1e+308: larger than 3.402823e+38, the largest float32 number",
+        ),
         (lambda c: c["sweeps"]["batch_size"].update(iterations=0), "0 is less than the minimum of 1"),
         (lambda c: c["sweeps"]["batch_size"].update(impl="jax"), "'jax' is not one of ['scratch', 'torch']"),
         (
@@ -429,6 +450,7 @@ def test_a_bad_command_line_value_fails_before_any_job(workdir, override, messag
         "data-set-without-checksums",
         "lr-inf",
         "lr-nan",
+        "lr-overflow",
         "iterations-0",
         "impl",
         "subset-too-large",

@@ -51,6 +51,9 @@ DEVICES = ("auto", "cpu", "cuda")
 MAX_BATCH_SIZE = 100_000
 MAX_ITERATIONS = 10_000_000
 MAX_SEED = 2**63 - 1
+# The largest learning rate: float32's largest number. The update scales the gradient by lr / batch size
+# in float32, which cannot hold more (a larger lr crashed the run instead of letting it diverge).
+MAX_LR = 3.4028234663852886e38
 
 # One folder per run under results/runs/; its name says what the run is. `dataset_dir` is empty for
 # MNIST (the original study's runs keep their names) and `<data set>/` for any other. `sampling` is empty when
@@ -145,6 +148,10 @@ class TrainConfig:
             )
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError("lr", self.lr, "must be a finite number > 0")
+        if self.lr > MAX_LR:
+            raise ConfigError(
+                "lr", self.lr, f"larger than {MAX_LR:.7g}, the largest float32 number, which the SGD update computes in"
+            )
         if not _integer(self.seed, 0, MAX_SEED):
             raise ConfigError("seed", self.seed, f"must be an integer from 0 to {MAX_SEED}")
         if self.sampling is not None and self.sampling not in SAMPLINGS:

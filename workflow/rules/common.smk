@@ -37,21 +37,36 @@ from mnist_sgd.study import (
 )
 
 
-def yaml_scalars(value):
-    """`value` with its string leaves read as YAML scalars: "300" -> 300, "all" stays "all"."""
-    if isinstance(value, dict):
-        return {key: yaml_scalars(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [yaml_scalars(item) for item in value]
-    return yaml.safe_load(value) if isinstance(value, str) else value
+def command_line_config():
+    """`--config`'s nested values as a config file would read them. Snakemake parses a nested value
+    (`sweeps={tiny: {...}}`) with YAML's base loader, which leaves every scalar a string ('300') and
+    drops the quotes that said a value is one: parse the value as written again, so that
+    `iterations: 300` is a number and `title: 'lr #2'` or `title: "2024-01-01"` stay the strings quoted.
+    """
+    for entry in workflow.config_settings.config_args or ():
+        key, _, value = entry.partition("=")
+        if isinstance(workflow.config_settings.config.get(key), (dict, list)):
+            update_config(config, {key: yaml.safe_load(value)})
 
 
-# `--config 'figures={dpi: 300}'` reaches the config with every nested scalar a string ('300'):
-# read them as a config file would, so that nested values can be set from the command line.
-for key, value in workflow.config_settings.config.items():
-    if isinstance(value, (dict, list)):
-        update_config(config, {key: yaml_scalars(value)})
+# YAML 1.1 (PyYAML's) reads 1e-3 as a string, for want of a dot: as a learning rate it means the number.
+FLOAT_WITHOUT_DOT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
 
+
+def learning_rates_as_numbers(config):
+    """Each sweep's and comparison selector's `lr` written like 1e-3, as the number it means."""
+    number = lambda v: float(v) if isinstance(v, str) and FLOAT_WITHOUT_DOT.fullmatch(v) else v
+    places = list((config.get("sweeps") or {}).values())
+    for comparison in ((config.get("figures") or {}).get("comparisons") or {}).values():
+        places += comparison.get("runs") or [] if isinstance(comparison, dict) else []
+    for place in places:
+        if isinstance(place, dict) and "lr" in place:
+            lr = place["lr"]
+            place["lr"] = [number(v) for v in lr] if isinstance(lr, list) else number(lr)
+
+
+command_line_config()
+learning_rates_as_numbers(config)
 validate(config, "../../config/config.schema.yaml")
 
 # A config file of one's own with sweeps adds them to config/config.yaml's unless the workflow's
