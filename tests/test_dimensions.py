@@ -1,6 +1,7 @@
 """The study's further dimensions end to end through the `snakemake` CLI: seeds aggregated, a learning-rate
 grid with a diverging learning rate in it, and two data sets side by side in one results folder."""
 
+import gzip
 import hashlib
 
 import pandas as pd
@@ -147,3 +148,32 @@ def test_a_custom_data_set_is_declared_once_trained_like_a_built_in_one_and_chec
     assert result.returncode != 0
     assert "no verified copy of mydigits file 't10k-labels-idx1-ubyte' found" in result.stdout
     assert "SHA-256 of the content is" in result.stdout and sha256["t10k-labels-idx1-ubyte"] in result.stdout
+    assert "custom_datasets.mydigits.path" in result.stdout  # where its files go (no mirror has them)
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_planning_knows_a_custom_data_sets_size_before_its_first_download(tmp_path, compress):
+    """Its files are local: planning reads the images file's header, so a plan that could not be run is
+    refused at once, and the plan never changes after the download."""
+    workdir = make_workdir(tmp_path, {"mine": sweep(datasets=["mydigits"], train_sizes=["all", 120, 150])})
+    sha256 = write_small_mnist(tmp_path / "mydigits", num_train=120, other=True, compress=compress)
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    config["custom_datasets"] = {"mydigits": {"path": str(tmp_path / "mydigits"), "sha256": sha256}}
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "-n")
+    assert result.returncode != 0 and "Job stats" not in result.stdout
+    assert "sweeps.mine.train_sizes has 120: the whole training set; write all" in result.stdout, result.stdout
+    config["sweeps"]["mine"]["train_sizes"] = ["all", 150]
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "-n")
+    assert "sweeps.mine.train_sizes has 150: larger than the 120 training images" in result.stdout, result.stdout
+    # A damaged file in the folder is named, with what is wrong and the fix, before any job.
+    images = tmp_path / "mydigits" / ("train-images-idx3-ubyte" + (".gz" if compress else ""))
+    content = gzip.decompress(images.read_bytes()) if compress else images.read_bytes()
+    images.write_bytes(gzip.compress(content[:-10]) if compress else content[:-10])
+    result = snakemake(workdir, "-n")
+    assert (
+        f"{images}: its header says 120 images of 28x28 pixels (94096 bytes), but it holds 94086 bytes: truncated or damaged"
+        in result.stdout
+    )
+    assert "replace it with a good copy (custom_datasets.mydigits.path)" in result.stdout

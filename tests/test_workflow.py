@@ -314,6 +314,31 @@ def test_a_code_edit_with_the_cache_gone_retrains_on_a_cache_the_jobs_rebuild(co
         assert (workdir / "results" / "runs" / run / "metrics.csv").read_bytes() == original.read_bytes()
 
 
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda b: b[:4], "not an IDX images file (its header is 00000803)"),
+        (
+            lambda b: b[:4] + (256).to_bytes(4, "big") + b[8:],
+            "its header says 256 images of 28x28 pixels (200720 bytes), but it holds 235216 bytes: truncated or damaged",
+        ),
+    ],
+    ids=["truncated", "count"],
+)
+def test_a_damaged_raw_file_is_named_with_the_fix_by_every_planning_call(completed, tmp_path, damage, problem):
+    workdir = copy_completed(completed, tmp_path)
+    raw = workdir / "results" / "data" / "raw" / "train-images-idx3-ubyte"
+    raw.write_bytes(damage(raw.read_bytes()))
+    for args in (["-n"], ["--cores", "1", "all"]):
+        result = snakemake(workdir, *args)
+        assert result.returncode != 0 and "Job stats" not in result.stdout
+        assert f"results/data/raw/train-images-idx3-ubyte: {problem}; delete it, and the workflow fetches" in (
+            result.stdout
+        ), result.stdout
+    raw.unlink()  # the fix the message gives
+    assert "Nothing to be done" in snakemake(workdir, "-n", "all").stdout
+
+
 def test_training_jobs_never_outnumber_the_cpus_whatever_cores_says(workdir):
     cpus = len(os.sched_getaffinity(0))
     for cores, held in [(cpus, 1), (4 * cpus, 4)]:

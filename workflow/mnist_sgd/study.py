@@ -5,10 +5,12 @@ these functions, so a run has the same name, parameters and limits everywhere, a
 accepts the training program accepts. Nothing here imports torch: planning stays fast.
 """
 
+import gzip
 import itertools
 import math
 import os
 import re
+import struct
 from dataclasses import dataclass
 from typing import Optional
 
@@ -224,6 +226,34 @@ def dataset_sha256(config, dataset):
             "(the SHA-256 of each of its four decompressed IDX files)"
         )
     return pins[dataset]
+
+
+def idx_image_count(path, fix):
+    """The number of images in the IDX images file at `path` (plain or gzip), from its header, checked
+    against the file's size (a gzip file's from its trailer). SweepError names the file, what is wrong
+    with it, and `fix`. Planning reads it, so it reads 16 bytes and no more.
+    """
+    path = str(path)
+    try:
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+            raw.seek(-4, os.SEEK_END) if gzipped and os.path.getsize(path) >= 22 else None
+            trailer = raw.read(4) if gzipped else b""
+        with (gzip.open if gzipped else open)(path, "rb") as stream:
+            header = stream.read(16)
+    except (OSError, EOFError) as err:
+        raise SweepError(f"{path}: unreadable ({err}); {fix}") from None
+    size = struct.unpack("<I", trailer)[0] if len(trailer) == 4 else None if gzipped else os.path.getsize(path)
+    if len(header) < 16 or header[:4] != b"\x00\x00\x08\x03":
+        raise SweepError(f"{path}: not an IDX images file (its header is {header[:16].hex() or 'empty'}); {fix}")
+    count, rows, columns = struct.unpack(">III", header[4:16])
+    expected = 16 + count * rows * columns
+    if (rows, columns) != (28, 28) or (size is not None and size != expected % (1 << 32 if gzipped else 1 << 64)):
+        raise SweepError(
+            f"{path}: its header says {count} images of {rows}x{columns} pixels ({expected} bytes), but it holds "
+            f"{size} bytes: truncated or damaged; {fix}"
+        )
+    return count
 
 
 # The config lists of a sweep, by the TrainConfig field each one sets (`lr`: a number or a list).

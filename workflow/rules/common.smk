@@ -28,6 +28,7 @@ from mnist_sgd.study import (
     dataset_sha256,
     datasets,
     estimated_seconds,
+    idx_image_count,
     learning_rate_labels,
     learning_rate_lines,
     parse_training_set,
@@ -159,18 +160,31 @@ def raw_files(dataset):
 
 
 def training_set_size(dataset):
-    """Images in a data set's training set: its downloaded file's IDX header; before the download,
-    60000 for a built-in data set (all have 60000) and unknown (None) for a custom one.
-    """
+    """Images in a data set's training set, from the header of its downloaded images file, else of the
+    file in a custom data set's folder; 60000 for a built-in data set not yet downloaded (all have
+    60000). Planning needs it, so a damaged file stops planning with its name and the fix."""
     path = raw_file(dataset, "train-images-idx3-ubyte")
-    if not os.path.exists(path):
-        return 60000 if dataset in BUILTIN_DATASETS else None
-    with open(path, "rb") as idx:
-        return struct.unpack(">I", idx.read(8)[4:8])[0]
+    if os.path.exists(path):
+        return idx_image_count(path, "delete it, and the workflow fetches and verifies it again when it needs it")
+    if dataset in BUILTIN_DATASETS:
+        return 60000
+    custom = config["custom_datasets"][dataset]
+    if not os.path.isdir(custom["path"]):
+        return None  # plan() says the folder is missing
+    for name in ("train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"):
+        path = os.path.join(custom["path"], name)
+        if os.path.exists(path):
+            return idx_image_count(path, f"replace it with a good copy (custom_datasets.{dataset}.path)")
+    raise SweepError(
+        f"config error: custom_datasets.{dataset}.path={custom['path']!r} holds no train-images-idx3-ubyte "
+        "(gzip or plain); put the data set's four IDX files there"
+    )
 
 
 try:
-    NUM_TRAIN = {dataset: training_set_size(dataset) for dataset in datasets(config)}
+    # Sizes of the data sets the sweeps use (planning checks the names; a custom data set's folder first).
+    SWEPT = {d for s in config["sweeps"].values() for d in s.get("datasets", ["mnist"])}
+    NUM_TRAIN = {dataset: training_set_size(dataset) for dataset in SWEPT if dataset in datasets(config)}
     # Figures that overlay a group of runs (FIGURE_GROUPS): one per sweep, and the configured comparisons.
     SWEEPS, FIGURE_GROUPS = plan(config, NUM_TRAIN)
 except SweepError as error:
