@@ -1,6 +1,8 @@
 """The study's figures. Every function takes plain data and the output paths (one per format)."""
 
 import dataclasses
+import math
+import sys
 import textwrap
 from dataclasses import dataclass, field
 
@@ -68,8 +70,23 @@ def titled_with_datasets(title, infos):
     return title if names == [DEFAULT_DATASET] else f"{title} ({', '.join(map(dataset_title, names))})"
 
 
-def save(fig, paths, dpi):
-    """Write `fig` to every path (format from the suffix), atomically, and close it."""
+# The most pixels a figure is drawn with: its memory (about 10 bytes a pixel while a PNG is written) stays
+# near 0.25 GB whatever the dpi and the number of runs it shows. A larger figure is drawn at a lower dpi.
+MAX_FIGURE_PIXELS = 25_000_000
+
+
+def save(fig, paths, dpi, log=lambda message: print(message, file=sys.stderr)):
+    """Write `fig` to every path (format from the suffix), atomically, and close it. Drawn at `dpi`, or
+    at the largest dpi within MAX_FIGURE_PIXELS, saying so in `log`."""
+    box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
+    fitting = math.floor(math.sqrt(MAX_FIGURE_PIXELS / (box.width * box.height)))  # box: what "tight" writes
+    if fitting < dpi:
+        log(
+            f"{', '.join(map(str, paths))}: {box.width:.1f} x {box.height:.1f} inches at dpi {dpi} would be "
+            f"{box.width * box.height * dpi**2 / 1e6:.0f} million pixels; drawn at dpi {fitting}, the most within "
+            f"{MAX_FIGURE_PIXELS / 1e6:.0f} million (figures.dpi sets the dpi)"
+        )
+        dpi = fitting
     for path in paths:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=dpi, format=str(path).rsplit(".", 1)[1], bbox_inches="tight")
