@@ -138,7 +138,7 @@ def test_a_custom_data_set_is_declared_once_trained_like_a_built_in_one_and_chec
     summary = pd.read_csv(workdir / "results" / "summary.csv")
     assert summary["run"].tolist() == runs and (summary["dataset"] == "mydigits").all()
     assert (workdir / "results" / "optimum" / "mydigits" / "train50_seed0.json").exists()
-    log = (workdir / "results" / "logs" / "download_mnist" / "mydigits" / "t10k-labels-idx1-ubyte.log").read_text()
+    log = (workdir / "results" / "logs" / "download_mnist" / "mydigits" / "idx_files.log").read_text()
     assert f"from {tmp_path / 'mydigits' / 't10k-labels-idx1-ubyte'}" in log
     # A changed byte in the custom folder is refused, naming the file and what it should hash to.
     (tmp_path / "mydigits" / "t10k-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01\0\0\0\x01\x07")

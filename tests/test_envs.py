@@ -22,7 +22,7 @@ def rules_with_scripts():
     """(rule name, conda env file or None, script file) for every rule that runs a script."""
     found = []
     for smk in sorted(RULES.glob("*.smk")):
-        for block in re.split(r"(?m)^rule ", smk.read_text())[1:]:
+        for block in re.split(r"(?m)^(?:rule|checkpoint) ", smk.read_text())[1:]:
             script = re.search(r'script:\s+"([^"]+)"', block)
             conda = re.search(r'conda:\s+"([^"]+)"', block)
             if script:

@@ -16,7 +16,7 @@ from conftest import job_stats, make_workdir, snakemake, sweep, train_directly
 OK = "scratch/trainall_batch10_lr0.01_it40_seed0"
 DIVERGED = "scratch/trainall_batch10_lr1000.0_it300_seed0"
 FAILED = "scratch/train400_batch400_lr0.01_it40_seed0"  # more images than the 300 there are
-LONG = "scratch/trainall_batch10_lr0.01_it50000_seed0"
+LONG = "scratch/trainall_batch10_lr0.01_it10000_seed0"
 
 
 def test_keep_going_finishes_every_other_run_and_the_partial_summary_says_what_failed(tmp_path):
@@ -92,7 +92,7 @@ def training_process(workdir, log):
 
 @pytest.mark.parametrize("how", ["SIGTERM to the job", "SIGKILL to the job", "SIGKILL to every process"])
 def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(tmp_path, how):
-    workdir = make_workdir(tmp_path, {"quick": sweep(), "long": sweep(iterations=50000)})
+    workdir = make_workdir(tmp_path, {"quick": sweep(), "long": sweep(iterations=10000)})
     runs, logs = workdir / "results" / "runs", workdir / "results" / "logs" / "train"
     first = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "--cores", "2", "all"],
@@ -107,7 +107,7 @@ def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(t
         # interrupted mid-run however fast this machine trains: the test never races its speed.
         long_log = logs / f"{LONG}.log"
         wait_for(
-            lambda: long_log.exists() and "iteration 5000/" in long_log.read_text(),
+            lambda: long_log.exists() and "iteration 1000/" in long_log.read_text(),
             "the long run's progress",
             poll=0.002,
         )
@@ -144,5 +144,5 @@ def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(t
     assert not list((runs / LONG).glob(".*.tmp"))
 
     direct = tmp_path / "direct.csv"
-    train_directly(workdir, direct, *"--batch-size 10 --iterations 50000 --lr 0.01".split())
+    train_directly(workdir, direct, *"--batch-size 10 --iterations 10000 --lr 0.01".split())
     assert (runs / LONG / "metrics.csv").read_bytes() == direct.read_bytes()

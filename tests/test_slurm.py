@@ -125,7 +125,8 @@ def test_each_training_job_goes_to_slurm_with_one_gpu_and_nothing_else_does(clus
     assert len(re.findall(r"has been submitted with SLURM jobid \d+ \(log: ", log)) == len(RUNS)
     assert log.count("\nrule train:") == len(RUNS) and "localrule train:" not in log
     for rule in LOCAL_RULES:
-        assert f"localrule {rule}:" in log and f"\nrule {rule}:" not in log, rule
+        kind = "checkpoint" if rule == "format_mnist" else "rule"
+        assert f"local{kind} {rule}:" in log and f"\n{kind} {rule}:" not in log, rule
     jobs = sacct(cluster, run_id)
     assert len(jobs) == len(RUNS), jobs  # only the training jobs are in SLURM's records
     wildcards = {

@@ -56,14 +56,18 @@ FLOAT_WITHOUT_DOT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
 
 def learning_rates_as_numbers(config):
     """Each sweep's and comparison selector's `lr` written like 1e-3, as the number it means."""
-    number = lambda v: float(v) if isinstance(v, str) and FLOAT_WITHOUT_DOT.fullmatch(v) else v
+    number = lambda v: (
+        float(v) if isinstance(v, str) and FLOAT_WITHOUT_DOT.fullmatch(v) else v
+    )
     places = list((config.get("sweeps") or {}).values())
     for comparison in ((config.get("figures") or {}).get("comparisons") or {}).values():
         places += comparison.get("runs") or [] if isinstance(comparison, dict) else []
     for place in places:
         if isinstance(place, dict) and "lr" in place:
             lr = place["lr"]
-            place["lr"] = [number(v) for v in lr] if isinstance(lr, list) else number(lr)
+            place["lr"] = (
+                [number(v) for v in lr] if isinstance(lr, list) else number(lr)
+            )
 
 
 command_line_config()
@@ -135,7 +139,6 @@ wildcard_constraints:
     group=r"[A-Za-z0-9_]+",
     training_set=TRAINING_SET_WILDCARD,
     dataset=DATASET_NAME,
-    idx_file="|".join(IDX_FILES),
     ext="|".join(FORMATS),
 
 
@@ -162,10 +165,14 @@ def raw_files(dataset):
 def training_set_size(dataset):
     """Images in a data set's training set, from the header of its downloaded images file, else of the
     file in a custom data set's folder; 60000 for a built-in data set not yet downloaded (all have
-    60000). Planning needs it, so a damaged file stops planning with its name and the fix."""
+    60000). Planning needs it, so a damaged file stops planning with its name and the fix.
+    """
     path = raw_file(dataset, "train-images-idx3-ubyte")
     if os.path.exists(path):
-        return idx_image_count(path, "delete it, and the workflow fetches and verifies it again when it needs it")
+        return idx_image_count(
+            path,
+            "delete it, and the workflow fetches and verifies it again when it needs it",
+        )
     if dataset in BUILTIN_DATASETS:
         return 60000
     custom = config["custom_datasets"][dataset]
@@ -174,7 +181,9 @@ def training_set_size(dataset):
     for name in ("train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"):
         path = os.path.join(custom["path"], name)
         if os.path.exists(path):
-            return idx_image_count(path, f"replace it with a good copy (custom_datasets.{dataset}.path)")
+            return idx_image_count(
+                path, f"replace it with a good copy (custom_datasets.{dataset}.path)"
+            )
     raise SweepError(
         f"config error: custom_datasets.{dataset}.path={custom['path']!r} holds no train-images-idx3-ubyte "
         "(gzip or plain); put the data set's four IDX files there"
@@ -184,7 +193,11 @@ def training_set_size(dataset):
 try:
     # Sizes of the data sets the sweeps use (planning checks the names; a custom data set's folder first).
     SWEPT = {d for s in config["sweeps"].values() for d in s.get("datasets", ["mnist"])}
-    NUM_TRAIN = {dataset: training_set_size(dataset) for dataset in SWEPT if dataset in datasets(config)}
+    NUM_TRAIN = {
+        dataset: training_set_size(dataset)
+        for dataset in SWEPT
+        if dataset in datasets(config)
+    }
     # Figures that overlay a group of runs (FIGURE_GROUPS): one per sweep, and the configured comparisons.
     SWEEPS, FIGURE_GROUPS = plan(config, NUM_TRAIN)
 except SweepError as error:
@@ -290,7 +303,9 @@ def run_records(runs, optima=True):
     figures and summary drawn from it are still there (Snakemake does not remake an intermediate file
     whose consumers are up to date)."""
     records = [f"results/runs/{run}/{name}" for run in runs for name in RUN_RECORDS]
-    return records + (list(dict.fromkeys(optimum_file(run) for run in runs)) if optima else [])
+    return records + (
+        list(dict.fromkeys(optimum_file(run) for run in runs)) if optima else []
+    )
 
 
 def optimum_file(run):

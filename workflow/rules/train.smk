@@ -9,7 +9,8 @@
 rule train:
     input:
         data=lambda wildcards: data_input(
-            run_dataset(wildcards), run_records([RUN.format(**wildcards)], optima=False)
+            run_dataset(wildcards),
+            run_records([RUN.format(**wildcards)], optima=False),
         ),
     output:
         metrics=f"results/runs/{RUN}/metrics.csv",

@@ -1,4 +1,4 @@
-"""Rule download_mnist: fetch one verified IDX file of a data set (mnist_sgd.datasets says from where)."""
+"""Rule download_mnist: fetch the four verified IDX files of a data set (mnist_sgd.datasets says from where)."""
 
 import sys
 from pathlib import Path
@@ -8,26 +8,27 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from mnist_sgd.data import fetch_idx  # noqa: E402
 from mnist_sgd.datasets import md5_note, sources  # noqa: E402
-from mnist_sgd.study import dataset_of  # noqa: E402
+from mnist_sgd.study import IDX_FILES, dataset_of  # noqa: E402
 
 # Mirrors and timeouts are read here, not passed as params: where a verified file came from does not
 # change it, so pointing the workflow at another mirror must not trigger a download.
 config = snakemake.config
 dataset = dataset_of(snakemake.wildcards.dataset_dir)
-name = snakemake.wildcards.idx_file
 custom = (config.get("custom_datasets") or {}).get(dataset)
-source, gz_md5 = fetch_idx(
-    name,
-    sources(dataset, config["data_mirror"], config["mirrors"], custom),
-    snakemake.params.sha256,
-    snakemake.output[0],
-    dataset=dataset,
-    stall=config["download_stall_seconds"],
-    deadline=config["download_deadline_seconds"],
-    hint=custom and f"Put the four IDX files (gzip or plain) in custom_datasets.{dataset}.path ({custom['path']}).",
-    log=lambda message: print(message, file=sys.stderr),
-)
-print(f"{snakemake.output[0]}: verified copy of {dataset}'s {name} from {source}", file=sys.stderr)
-note = md5_note(dataset, name, gz_md5)
-if note:
-    print(note, file=sys.stderr)
+mirrors = sources(dataset, config["data_mirror"], config["mirrors"], custom)
+for name, sha256, destination in zip(IDX_FILES, snakemake.params.sha256, snakemake.output):
+    source, gz_md5 = fetch_idx(
+        name,
+        mirrors,
+        sha256,
+        destination,
+        dataset=dataset,
+        stall=config["download_stall_seconds"],
+        deadline=config["download_deadline_seconds"],
+        hint=custom and f"Put the four IDX files (gzip or plain) in custom_datasets.{dataset}.path ({custom['path']}).",
+        log=lambda message: print(message, file=sys.stderr),
+    )
+    print(f"{destination}: verified copy of {dataset}'s {name} from {source}", file=sys.stderr)
+    note = md5_note(dataset, name, gz_md5)
+    if note:
+        print(note, file=sys.stderr)
