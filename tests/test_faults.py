@@ -74,20 +74,22 @@ def wait_for(condition, what, timeout=120, poll=0.1):
         time.sleep(poll)
 
 
-def training_process(workdir, log):
-    """PID of the training job Snakemake runs in `workdir` (a copy of the rule script) that writes `log`."""
+def training_processes(workdir, log):
+    """(the training job Snakemake runs in `workdir` for the run that logs to `log`, a copy of the rule
+    script; the process that trains it: the job's child in the warm worker, or the job itself)."""
     scripts = f"{workdir}/.snakemake/scripts/"
-    pids = []
+    jobs, trainers = [], []
     for entry in Path("/proc").iterdir():
         try:
-            command = (entry / "cmdline").read_bytes().decode(errors="replace")
-            if scripts in command and command.rstrip("\0").endswith(".train.py"):
-                if any(fd.resolve() == log.resolve() for fd in (entry / "fd").iterdir()):
-                    pids.append(int(entry.name))
+            if any(fd.resolve() == log.resolve() for fd in (entry / "fd").iterdir()):
+                command = (entry / "cmdline").read_bytes().decode(errors="replace")
+                is_job = scripts in command and command.rstrip("\0").endswith(".train.py")
+                (jobs if is_job else trainers).append(int(entry.name))
         except OSError:
             continue
-    [pid] = pids
-    return pid
+    [job] = jobs
+    assert len(trainers) <= 1, trainers
+    return job, (trainers or [job])[0]
 
 
 @pytest.mark.parametrize("how", ["SIGTERM to the job", "SIGKILL to the job", "SIGKILL to every process"])
@@ -111,8 +113,8 @@ def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(t
             "the long run's progress",
             poll=0.002,
         )
-        job = training_process(workdir, long_log)
-        os.kill(job, signal.SIGSTOP)
+        job, trainer = training_processes(workdir, long_log)
+        os.kill(trainer, signal.SIGSTOP)
         assert not (runs / LONG / "run.json").exists()
         wait_for(lambda: (runs / OK / "run.json").exists(), "the quick run")
         # A second invocation on the same directory is refused while the first holds it.
@@ -124,12 +126,15 @@ def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(t
             if how == "SIGTERM to the job":
                 os.kill(job, signal.SIGTERM)
                 os.kill(job, signal.SIGCONT)  # a stopped process acts on SIGTERM once it runs again
+                # (a trainer of the warm worker stays stopped: the job's end kills it)
             else:
                 os.kill(job, signal.SIGKILL)
         output, _ = first.communicate(timeout=60)
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
+    # The trainer ends with its job, whatever killed it: nothing writes the run's files behind Snakemake's back.
+    wait_for(lambda: not Path(f"/proc/{trainer}").exists(), "the trainer to end", timeout=10)
     if how != "SIGKILL to every process":
         assert first.returncode != 0 and "Error in rule train" in output, output
     assert not (runs / LONG / "run.json").exists() and not (runs / LONG / "metrics.csv").exists()
