@@ -131,6 +131,16 @@ def test_each_sweep_and_comparison_is_a_target_of_its_own(tmp_path):
     assert "config error: 'train' names a sweep or comparison and a rule of the workflow" in result.stdout
 
 
+def test_a_bigger_sweeps_own_run_figures_are_drawn_only_when_asked_for(tmp_path):
+    sweeps = {"big": sweep(batch_sizes=[10, 20, 30]), "small": sweep(batch_sizes=[5])}
+    workdir = make_workdir(tmp_path, sweeps, {"formats": ["png"], "run_figures": 2})
+    plan = job_stats(snakemake(workdir, "-n", "all").stdout)
+    assert plan["train"] == 4 and plan["plot_run"] == 1 and plan["plot_group"] == 2, plan  # small's run only
+    assert job_stats(snakemake(workdir, "-n", "big").stdout).get("plot_run") is None
+    asked = snakemake(workdir, "-n", "results/figures/runs/scratch/trainall_batch20_lr0.01_it40_seed0.png")
+    assert job_stats(asked.stdout)["plot_run"] == 1, asked.stdout
+
+
 @pytest.mark.parametrize(
     "override, in_a_file",
     [

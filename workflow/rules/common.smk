@@ -323,23 +323,28 @@ def run_figures(runs):
     ]
 
 
+def drawn_run_by_run(runs):
+    """Whether a group of `runs` gets each run's own figures: it has at most figures.run_figures runs.
+    A bigger sweep's hundreds of per-run figures are drawn only when asked for, by path."""
+    return len(runs) <= config["figures"]["run_figures"]
+
+
 def group_figures(group):
     """The figures of a sweep or comparison: its overlays (and the learning-rate figure where its runs
-    have several) and each of its runs' own figures."""
+    have several) and, for a small group, each of its runs' own figures."""
     runs = FIGURE_GROUPS[group][1]
     several = any(len(line) > 1 for line in learning_rate_lines(runs))
     kinds = ["curves", "final_accuracy"] + (["learning_rate"] if several else [])
     overlays = [
         f"results/figures/{group}/{kind}.{ext}" for kind in kinds for ext in FORMATS
     ]
-    return overlays + run_figures(runs)
+    return overlays + (run_figures(runs) if drawn_run_by_run(runs) else [])
 
 
 def all_figures():
-    figures = run_figures(RUNS)
-    for group in FIGURE_GROUPS:
-        figures += [f for f in group_figures(group) if f not in figures]
-    return figures + [f"results/figures/wall_time.{ext}" for ext in FORMATS]
+    """Every group's figures and the wall-time figure, each once."""
+    figures = dict.fromkeys(f for group in FIGURE_GROUPS for f in group_figures(group))
+    return list(figures) + [f"results/figures/wall_time.{ext}" for ext in FORMATS]
 
 
 def write_partial_summary():
