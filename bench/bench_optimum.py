@@ -19,7 +19,15 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
-from mnist_sgd.data import MNIST_SHA256, build_cache, fetch_idx, load_cache, seeded_generator, training_set  # noqa: E402
+from mnist_sgd.data import (  # noqa: E402
+    MNIST_SHA256,
+    as_images,
+    build_cache,
+    fetch_idx,
+    load_cache,
+    seeded_generator,
+    training_set,
+)
 from mnist_sgd.optimum import min_norm_solution  # noqa: E402
 from mnist_sgd.records import cpu_name  # noqa: E402
 
@@ -49,7 +57,8 @@ def main():
         f"{'training set':>14} {'ours s':>8} {'lstsq s':>8} {'ratio':>6} {'max |dW|':>9} {'loss diff':>10} {'accuracy':>17}"
     )
     for size in args.sizes:
-        images, targets = training_set(data, None if size == "all" else int(size), seeded_generator(0))
+        pixels, targets = training_set(data, None if size == "all" else int(size), seeded_generator(0))
+        images = as_images(pixels)
         start = time.perf_counter()
         ours, _ = min_norm_solution(images, targets)
         ours_seconds = time.perf_counter() - start

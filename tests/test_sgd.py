@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from mnist_sgd.data import NUM_CLASSES, NUM_FEATURES, as_images
 from mnist_sgd.reference import seed_gradient, seed_loss
-from mnist_sgd.sgd import EVAL_BLOCK, AccuracyRecorder, ScratchSGD, TorchSGD, epoch_batches, uniform_batches
+from mnist_sgd.sgd import EVAL_BLOCK, UPDATERS, AccuracyRecorder, ScratchSGD, TorchSGD, epoch_batches, uniform_batches
 
 
 def random_problem(batch_size=7, seed=0):
@@ -127,6 +128,22 @@ def test_a_weighted_step_in_row_blocks_is_the_seeds_step(monkeypatch):
     torch.testing.assert_close(loss, seed_loss(images[batch], targets[batch], before))
     expected = before - 0.05 * seed_gradient(images[batch], targets[batch], before)
     torch.testing.assert_close(sgd.weight, expected)
+
+
+@pytest.mark.parametrize("impl", ["scratch", "torch"])
+@pytest.mark.parametrize("batch_size", [7, 60], ids=["gathered", "weighted"])
+def test_training_on_uint8_pixels_takes_exactly_the_steps_of_training_on_their_floats(impl, batch_size):
+    """The cache keeps pixels as bytes; each step makes the rows it reads floats: the same numbers, bit for bit."""
+    pixels = torch.randint(0, 256, (64, NUM_FEATURES), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    pixels[:, :50] = 0  # pixels blank in every image, as MNIST's
+    targets = torch.nn.functional.one_hot(torch.arange(64) % NUM_CLASSES, NUM_CLASSES).float()
+    on_bytes, on_floats = (UPDATERS[impl](images, targets, lr=0.01) for images in (pixels, as_images(pixels)))
+    generator = torch.Generator().manual_seed(2)
+    for _ in range(5):
+        batch = torch.randint(64, (batch_size,), generator=generator)
+        assert torch.equal(on_bytes.step(batch), on_floats.step(batch))
+    assert torch.equal(on_bytes.weight, on_floats.weight)
+    assert torch.equal(as_images(pixels), pixels.float() / 255)
 
 
 def test_pixels_that_are_zero_in_every_image_keep_zero_weight_and_are_skipped():

@@ -61,7 +61,7 @@ def test_subsets_are_seeded_and_of_the_requested_size(small_data):
 
     assert torch.equal(subset(0), subset(0))
     assert not torch.equal(subset(0), subset(1))
-    rows = {tuple(r) for r in small_data.train_images.tolist()}
+    rows = {tuple(r) for r in small_data.train_pixels.tolist()}
     assert all(tuple(r) in rows for r in subset(0).tolist())
     assert len({tuple(r) for r in subset(0, size=300).tolist()}) == len(rows)  # all: every image
 

@@ -41,7 +41,7 @@ _IDX_UBYTE = 0x08
 # write other tensors (another scaling, dtype or layout). A cache of another version is refused on load and
 # rebuilt by the first job that loads it; the format rule itself reruns only when its IDX files change
 # (a rebuild in the rule would stop Snakemake 9.27 before the jobs downstream: see docs/reruns.md).
-_CACHE_VERSION = 2  # 2: with the SHA-256 of its tensors and of its source files
+_CACHE_VERSION = 3  # 2: with the SHA-256 of its tensors and of its source files; 3: images as uint8 pixels
 LOCAL_COPY_HINT = (
     "To use a local copy (the four IDX files, gzip or plain), point the workflow at a folder holding them in a "
     "sub-folder named after the data set ({dataset}/), or, for MNIST, directly: "
@@ -55,11 +55,13 @@ class DataError(RuntimeError):
 
 @dataclass
 class MNIST:
-    """The formatted data set: images flattened to 784 floats in [0, 1]."""
+    """The formatted data set: images flattened to 784 pixels, kept as the bytes they are (a quarter of
+    the memory of floats, shared between the jobs that map the cache); `as_images` makes them the floats
+    in [0, 1] the study trains on, where and when they are needed."""
 
-    train_images: torch.Tensor  # (n_train, 784) float32
+    train_pixels: torch.Tensor  # (n_train, 784) uint8
     train_targets: torch.Tensor  # (n_train, 10) float32 one-hot
-    test_images: torch.Tensor  # (n_test, 784) float32
+    test_pixels: torch.Tensor  # (n_test, 784) uint8
     test_labels: torch.Tensor  # (n_test,) int64
     sha256: Optional[str] = None  # of the tensors, as their cache records it (tensors_sha256)
 
@@ -67,9 +69,25 @@ class MNIST:
         """Return a copy with every tensor on `device`."""
         return dataclasses.replace(self, **{name: getattr(self, name).to(device) for name in TENSORS})
 
+    @property
+    def train_images(self):
+        """All the training images as floats in [0, 1] (a copy: 188 MB for MNIST)."""
+        return as_images(self.train_pixels)
+
+    @property
+    def test_images(self):
+        """All the test images as floats in [0, 1] (a copy)."""
+        return as_images(self.test_pixels)
+
+
+def as_images(pixels):
+    """Pixels (uint8) as the study's float32 images in [0, 1], as torchvision's ToTensor makes them;
+    floats are returned as they are."""
+    return pixels.to(torch.float32).div_(255) if pixels.dtype == torch.uint8 else pixels
+
 
 # The cache's tensors, in the order they are hashed.
-TENSORS = ("train_images", "train_targets", "test_images", "test_labels")
+TENSORS = ("train_pixels", "train_targets", "test_pixels", "test_labels")
 
 
 # How long one download attempt may take: a source that sends no byte for STALL_SECONDS, or has not
@@ -251,8 +269,7 @@ def _read_pair(images_data, labels_data, images_path, labels_path):
         raise DataError(f"{images_path} holds {images.shape[0]} images but {labels_path} {labels.shape[0]} labels")
     if labels.numel() and int(labels.max()) >= NUM_CLASSES:
         raise DataError(f"{labels_path}: label {int(labels.max())} is not a digit 0-9")
-    # As torchvision's ToTensor: uint8 -> float32 divided by 255, then flattened.
-    return images.reshape(len(images), -1).to(torch.float32).div(255), labels.to(torch.int64)
+    return images.reshape(len(images), -1), labels.to(torch.int64)
 
 
 def tensors_sha256(tensors):
@@ -283,9 +300,9 @@ def build_cache(train_images, train_labels, test_images, test_labels, destinatio
     )
     x_test, y_test = _read_pair(raw["t10k-images-idx3-ubyte"], raw["t10k-labels-idx1-ubyte"], test_images, test_labels)
     tensors = {
-        "train_images": x_train,
+        "train_pixels": x_train,
         "train_targets": torch.nn.functional.one_hot(y_train, NUM_CLASSES).to(torch.float32),
-        "test_images": x_test,
+        "test_pixels": x_test,
         "test_labels": y_test,
     }
     stored = {"version": _CACHE_VERSION, "sources": hashes, "sha256": tensors_sha256(tensors), **tensors}
@@ -365,8 +382,9 @@ def _load_checked(path, sources):
             f"a data cache of other files than the configured ones (built from {stored.get('sources')}, "
             f"configured data_sha256: {dict(sources)})"
         )
-    if tensors["train_images"].shape[1:] != (NUM_FEATURES,) or tensors["test_images"].shape[1:] != (NUM_FEATURES,):
-        raise refuse(f"images are not flattened to {NUM_FEATURES} features")
+    pixels = (tensors["train_pixels"], tensors["test_pixels"])
+    if any(p.shape[1:] != (NUM_FEATURES,) or p.dtype != torch.uint8 for p in pixels):
+        raise refuse(f"images are not flattened to {NUM_FEATURES} uint8 pixels")
     return MNIST(**tensors, sha256=digest)
 
 
@@ -381,9 +399,9 @@ def seeded_generator(seed):
 
 
 def training_set(data, train_size, generator):
-    """The training images and one-hot targets: all of them, or a seeded random subset of `train_size`."""
-    num_train = data.train_images.shape[0]
+    """The training pixels and one-hot targets: all of them, or a seeded random subset of `train_size`."""
+    num_train = data.train_pixels.shape[0]
     if train_size is None or train_size == num_train:
-        return data.train_images, data.train_targets
-    subset = torch.randperm(num_train, generator=generator)[:train_size].to(data.train_images.device)
-    return data.train_images.index_select(0, subset), data.train_targets.index_select(0, subset)
+        return data.train_pixels, data.train_targets
+    subset = torch.randperm(num_train, generator=generator)[:train_size].to(data.train_pixels.device)
+    return data.train_pixels.index_select(0, subset), data.train_targets.index_select(0, subset)

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from .data import seeded_generator, training_set
+from .data import as_images, seeded_generator, training_set
 from .records import Optimum
 from .study import parse_training_set
 
@@ -48,7 +48,8 @@ def optimum(data, name):
     """The Optimum record of training set `name` (mnist_sgd.study.training_set_name) of `data`: the
     same images the runs on it train on, drawn with the same seed."""
     _, train_size, seed = parse_training_set(name)
-    images, targets = (t.to(torch.float64) for t in training_set(data, train_size, seeded_generator(seed)))
+    pixels, targets = training_set(data, train_size, seeded_generator(seed))
+    images, targets = as_images(pixels).to(torch.float64), targets.to(torch.float64)
     start = time.perf_counter()
     weight, rank = min_norm_solution(images, targets)  # in float64 already: no second copy
     residual = targets - images @ weight

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import torch
 
-from .data import NUM_CLASSES, NUM_FEATURES, seeded_generator, training_set
+from .data import NUM_CLASSES, NUM_FEATURES, as_images, seeded_generator, training_set
 from .sgd import SAMPLERS
 from .train import RunResult
 
@@ -37,8 +37,8 @@ def seed_correct(data, label, weight):
 def reference_train(data, config):
     """Train like the original study (Task 2 for impl=scratch, Task 6 for impl=torch) on the program's batches."""
     generator = seeded_generator(config.seed)
-    images, targets = training_set(data, config.train_size, generator)
-    device = images.device
+    pixels, targets = training_set(data, config.train_size, generator)
+    images, device = as_images(pixels), pixels.device
 
     if config.impl == "scratch":
         weight = torch.zeros(NUM_FEATURES, NUM_CLASSES, device=device)

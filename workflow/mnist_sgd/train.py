@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import __version__, gpus, steps
-from .data import NUM_CLASSES, NUM_FEATURES, DataError, load_cache, seeded_generator, training_set
+from .data import NUM_CLASSES, NUM_FEATURES, DataError, as_images, load_cache, seeded_generator, training_set
 from .records import Resolved, RunInfo, cpu_name, git_state, write_metrics, write_weights
 from .sgd import EVAL_BLOCK, SAMPLERS, UPDATERS, AccuracyRecorder
 from .study import DEVICES, ConfigError, TrainConfig
@@ -87,8 +87,8 @@ def train(data, config, log=print, cuda_graphs=True):
     the run): a chunk's weight snapshots are scored together, and its losses checked for divergence.
     On CUDA, each chunk is one CUDA graph launch (`steps.CudaGraphSteps`) unless `cuda_graphs` is False.
     """
-    config.validate(num_train=data.train_images.shape[0])
-    device = data.train_images.device
+    config.validate(num_train=data.train_pixels.shape[0])
+    device = data.train_pixels.device
     generator = seeded_generator(config.seed)
     images, targets = training_set(data, config.train_size, generator)
     train_size = images.shape[0]
@@ -97,7 +97,7 @@ def train(data, config, log=print, cuda_graphs=True):
     batches = SAMPLERS[config.batch_sampling](train_size, config.batch_size, config.iterations, generator)
     log_every = max(1, config.iterations // 10)
     chunk = min(log_every, EVAL_BLOCK * config.eval_every)
-    test_images = data.test_images.index_select(1, updater.features)  # the pixels the weight covers
+    test_images = as_images(data.test_pixels.index_select(1, updater.features))  # the pixels the weight covers
     recorder = AccuracyRecorder(
         test_images, data.test_labels, config.iterations, capacity=-(-chunk // config.eval_every) + 1
     )
