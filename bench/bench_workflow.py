@@ -4,13 +4,14 @@
 
 Copies the workflow into a scratch folder, builds the data cache from the MNIST files in `--mnist`
 (not timed), then times `snakemake --cores N all` (plus any arguments after `--`) and prints, per training job, the
-wall seconds and peak resident memory Snakemake's `benchmark:` files recorded, beside the cost model's
+wall seconds Snakemake's `benchmark:` files recorded and the peak resident memory its run.json records, beside the cost model's
 estimate (mnist_sgd.study.estimated_seconds, which orders the jobs), and how close the wall time is to
 the schedule's floor: the larger of the jobs' seconds over the cores and the longest job.
 """
 
 import argparse
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -74,7 +75,9 @@ def main(argv=None):
             row = next(csv.DictReader(handle, delimiter="\t"))
         run = f"{path.parent.name}/{path.stem}"
         seconds[run] = float(row["s"])
-        print(f"{run:<52} {seconds[run]:8.2f} {estimated_seconds(run):8.1f} {float(row['max_rss']):10.0f}")
+        # The trainer's own peak (run.json): the job's process only waits for the worker's child.
+        peak = json.loads((workdir / "results" / "runs" / run / "run.json").read_text())["peak_rss_mb"]
+        print(f"{run:<52} {seconds[run]:8.2f} {estimated_seconds(run):8.1f} {peak:10.0f}")
     # The schedule's floor: no schedule beats the training jobs' own seconds spread over every core it
     # may use (no more than the machine's CPUs), nor the longest job.
     cores = min(args.cores, len(os.sched_getaffinity(0)))
