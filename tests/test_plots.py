@@ -1,10 +1,17 @@
-"""Figures whose size grows with the number of runs stay bounded in pixels and memory, whatever the dpi."""
+"""Figures at scale: bounded in pixels and memory whatever the dpi and the number of runs, and a grid of
+batch sizes and learning rates drawn as small multiples and a heatmap."""
 
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
+
 from conftest import REPO
-from mnist_sgd.plots import MAX_FIGURE_PIXELS
+from mnist_sgd.grid_plots import grid_panels, plot_accuracy_heatmap, plot_grid_curves
+from mnist_sgd.plots import MAX_FIGURE_PIXELS, Configuration
+from mnist_sgd.records import Resolved, RunInfo
+from mnist_sgd.study import TrainConfig
 
 
 def test_a_figure_of_many_runs_at_a_high_dpi_is_drawn_within_the_pixel_bound_and_says_so(tmp_path):
@@ -27,3 +34,54 @@ print(next(int(line.split()[1]) // 1024 for line in open("/proc/self/status") if
     assert width * height <= MAX_FIGURE_PIXELS and height > 4 * width > 8_000
     assert "at dpi 1200 would be" in result.stderr and "the most within 25 million" in result.stderr
     assert int(result.stdout) < 1000, result.stdout  # MB of peak RSS
+
+
+def configuration(batch_size, lr, seeds, diverged_seed=None):
+    """A Configuration of synthetic runs (batch_size, lr) over `seeds`; `diverged_seed` diverges at 20."""
+    metrics, infos = [], []
+    for seed in seeds:
+        iterations = 20 if seed == diverged_seed else 100
+        loss = np.linspace(0.5, 0.1, iterations)
+        if seed == diverged_seed:
+            loss[-1] = np.inf
+        accuracy = np.linspace(0.1, 0.8 + 0.01 * seed, iterations)
+        metrics.append(
+            pd.DataFrame({"iteration": np.arange(1, iterations + 1), "train_loss": loss, "test_accuracy": accuracy})
+        )
+        info = RunInfo(
+            params=TrainConfig(batch_size=batch_size, lr=lr, seed=seed, iterations=100),
+            resolved=Resolved(300, "cpu", 1, False),
+            status="diverged" if seed == diverged_seed else "ok",
+            diverged_at_iteration=20 if seed == diverged_seed else None,
+            iterations_done=iterations,
+            final_train_loss=None if seed == diverged_seed else 0.1,
+            final_test_accuracy=float(accuracy[-1]),
+            best_test_accuracy=float(accuracy.max()),
+            device_name="cpu",
+            git_commit=None,
+            git_dirty=None,
+            versions={},
+            host="host",
+            slurm_job_id=None,
+            setup_seconds=0.0,
+            wall_seconds=1.0,
+            seconds_per_iteration=0.01,
+            peak_rss_mb=1.0,
+            gpu_peak_allocated_mb=None,
+        )
+        infos.append(info)
+    return Configuration(f"batch {batch_size}, lr {lr}", metrics, infos)
+
+
+def test_a_batch_size_by_learning_rate_grid_gets_small_multiples_and_a_heatmap(tmp_path):
+    grid = [configuration(b, lr, [0, 1], 0 if (b, lr) == (1, 0.1) else None) for b in (1, 10) for lr in (0.01, 0.1)]
+    panels = grid_panels(grid)
+    assert list(panels) == ["MNIST, all training images, scratch, 100 iterations"]
+    assert set(panels[next(iter(panels))]) == {(1, 0.01), (1, 0.1), (10, 0.01), (10, 0.1)}
+    assert grid_panels(grid[:2]) is None  # one batch size: not a grid (bars and an overlay)
+    assert grid_panels([configuration(b, 0.01, [0]) for b in (1, 10, 100)]) is None  # one learning rate
+    plot_grid_curves(panels, "Grid", [tmp_path / "curves.png"], dpi=40)
+    plot_accuracy_heatmap(panels, "Grid", [tmp_path / "heatmap.png", tmp_path / "heatmap.svg"], dpi=40)
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    svg = (tmp_path / "heatmap.svg").read_text()
+    assert "1 div." in svg and "learning rate" in svg and "batch size" in svg  # the diverged seed's cell says so

@@ -7,6 +7,7 @@ from pathlib import Path
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
+from mnist_sgd.grid_plots import grid_panels, plot_accuracy_heatmap, plot_grid_curves  # noqa: E402
 from mnist_sgd.plots import (  # noqa: E402
     Configuration,
     plot_final_accuracy,
@@ -29,5 +30,10 @@ groups = [
     for label, members in zip(params.labels, configurations(runs).values())
 ]
 title = titled_with_datasets(title, infos.values())
-plot_overlay(groups, title, snakemake.output.curves, params.dpi, params.smoothing)
-plot_final_accuracy(groups, title, snakemake.output.final_accuracy, params.dpi)
+panels = grid_panels(groups)  # a grid of batch sizes and learning rates: figures that read at its size
+if panels is None:
+    plot_overlay(groups, title, snakemake.output.curves, params.dpi, params.smoothing)
+    plot_final_accuracy(groups, title, snakemake.output.final_accuracy, params.dpi)
+else:
+    plot_grid_curves(panels, title, snakemake.output.curves, params.dpi, params.smoothing)
+    plot_accuracy_heatmap(panels, title, snakemake.output.final_accuracy, params.dpi)
