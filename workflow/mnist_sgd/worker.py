@@ -48,17 +48,27 @@ def usable():
     return "SLURM_JOB_ID" not in os.environ
 
 
+class Unavailable(RuntimeError):
+    """No worker could take the run: the job trains it in its own process instead."""
+
+
 def train_run(request, log_path):
     """Train one run in the worker; return the child's exit status (0: its outputs are written).
 
     `request` holds the keyword arguments of `mnist_sgd.train.run`, its config as a dict; the child
-    appends its log to `log_path`.
+    appends its log to `log_path`. Unavailable if no worker starts, or every one tried went away
+    before forking the run's child (one that was idling out as the job connected).
     """
-    connection = _connect()
     message = {"request": request, "log": os.path.abspath(log_path), "cwd": os.getcwd(), "env": dict(os.environ)}
-    connection.sendall(json.dumps(message).encode() + b"\n")
-    reply = connection.makefile().readline()  # blocks until the child ends: this job is its owner
-    return int(reply) if reply.strip() else 1
+    for _ in range(3):
+        with _connect() as connection:
+            connection.sendall(json.dumps(message).encode() + b"\n")
+            replies = connection.makefile()
+            if replies.readline() != "started\n":
+                continue  # the worker closed without taking the run: try a new one
+            reply = replies.readline()  # blocks until the child ends: this job is its owner
+            return int(reply) if reply.strip() else 1
+    raise Unavailable("the training worker went away three times before taking the run")
 
 
 def _connect():
@@ -82,8 +92,10 @@ def _connect():
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+        if started.poll() not in (None, 0):  # 0: another worker took the name first
+            raise Unavailable(f"the training worker failed to start (exit status {started.returncode})")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the training worker did not start within {START_SECONDS} s")
+            raise Unavailable(f"the training worker did not start within {START_SECONDS} s")
         time.sleep(0.05)
 
 
@@ -127,6 +139,7 @@ def _serve_one(connection, active, lock):
         pid = os.fork()
         if pid == 0:
             _child(message)  # never returns
+        connection.sendall(b"started\n")
         ended = threading.Event()
         threading.Thread(target=_kill_when_closed, args=(connection, pid, ended), daemon=True).start()
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # ended, not yet reaped: its pid is not reused

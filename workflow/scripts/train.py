@@ -25,11 +25,15 @@ request = dict(
     data_sources=dataset_sha256(snakemake.config, config.dataset),
     rebuild_from=list(snakemake.params.idx_files),
 )
+status = None
 if snakemake.config["training_worker"] and worker.usable():
-    status = worker.train_run(request, snakemake.log[0])
-    if status != 0:
-        sys.exit(f"training failed in the worker's child (exit status {status}); its log is {snakemake.log[0]}")
-else:
+    try:
+        status = worker.train_run(request, snakemake.log[0])
+    except worker.Unavailable as error:
+        print(f"{error}; training in this job's own process", file=sys.stderr)
+if status is None:
     from mnist_sgd.train import run_request
 
     run_request(request, log=lambda message: print(message, file=sys.stderr))
+elif status != 0:
+    sys.exit(f"training failed in the worker's child (exit status {status}); its log is {snakemake.log[0]}")
