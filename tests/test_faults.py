@@ -16,6 +16,7 @@ from conftest import job_stats, make_workdir, snakemake, sweep, train_directly
 OK = "scratch/trainall_batch10_lr0.01_it40_seed0"
 DIVERGED = "scratch/trainall_batch10_lr1000.0_it300_seed0"
 FAILED = "scratch/train400_batch400_lr0.01_it40_seed0"  # more images than the 300 there are
+NO_RUN_FIGURES = {"formats": ["png"], "dpi": 40, "run_figures": 0}
 LONG = "scratch/trainall_batch10_lr0.01_it10000_seed0"
 
 
@@ -94,7 +95,8 @@ def training_processes(workdir, log):
 
 @pytest.mark.parametrize("how", ["SIGTERM to the job", "SIGKILL to the job", "SIGKILL to every process"])
 def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(tmp_path, how):
-    workdir = make_workdir(tmp_path, {"quick": sweep(), "long": sweep(iterations=10000)})
+    # No per-run figures: what is killed and redone here is training.
+    workdir = make_workdir(tmp_path, {"quick": sweep(), "long": sweep(iterations=10000)}, NO_RUN_FIGURES)
     runs, logs = workdir / "results" / "runs", workdir / "results" / "logs" / "train"
     first = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "--cores", "2", "all"],

@@ -325,7 +325,8 @@ def run_figures(runs):
 
 def drawn_run_by_run(runs):
     """Whether a group of `runs` gets each run's own figures: it has at most figures.run_figures runs.
-    A bigger sweep's hundreds of per-run figures are drawn only when asked for, by path."""
+    A bigger sweep's hundreds of per-run figures are drawn only when asked for, by path.
+    """
     return len(runs) <= config["figures"]["run_figures"]
 
 
