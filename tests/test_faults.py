@@ -127,8 +127,8 @@ def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(t
         else:
             if how == "SIGTERM to the job":
                 os.kill(job, signal.SIGTERM)
-                os.kill(job, signal.SIGCONT)  # a stopped process acts on SIGTERM once it runs again
-                # (a trainer of the warm worker stays stopped: the job's end kills it)
+                if trainer == job:  # a stopped process acts on SIGTERM once it runs again
+                    os.kill(job, signal.SIGCONT)  # (a worker's trainer stays stopped: the job's end kills it)
             else:
                 os.kill(job, signal.SIGKILL)
         output, _ = first.communicate(timeout=60)
