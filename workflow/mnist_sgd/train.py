@@ -220,12 +220,6 @@ def run(
     return info
 
 
-def run_request(request, log=print):
-    """`run` with the keyword arguments of a training job's request (workflow/scripts/train.py, also sent
-    to mnist_sgd.worker), its `config` a dict of TrainConfig's fields."""
-    return run(**{**request, "config": TrainConfig(**request["config"])}, log=log)
-
-
 def run_info(config, result, resolved, setup_seconds, data_sha256=None):
     """The record (RunInfo) of a finished run: `result` is its RunResult, `resolved` its Resolved settings."""
     evaluated = result.test_accuracy[~np.isnan(result.test_accuracy)]

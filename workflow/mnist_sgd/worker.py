@@ -1,22 +1,26 @@
-"""A warm process that trains each run in a child forked from it, so that a run does not pay for a Python
-start and `import torch` (two seconds of CPU, more than many runs train).
+"""A warm process that runs each job's script in a child forked from it, so that a job does not pay for a
+Python start and the imports of torch, matplotlib and pandas (two to three seconds of CPU, more than most
+runs take to train and most figures to draw).
 
-A training job (workflow/scripts/train.py) calls `train_run`: it sends the run's arguments to the worker
-of this code, user and Python over a Unix socket, starting the worker if none is listening. The worker
-imported torch once; for each request it forks a child that trains the run exactly as `mnist_sgd.train.run`
-does in a process of its own (same code, one thread, same numbers), writing the job's outputs and log.
-The job waits for the child's exit status and fails when it fails.
+A rule's script (workflow/scripts/*.py) starts with `worker.delegate(...)`: it sends the path of the
+script Snakemake generated for the job (the job's parameters are in its preamble) to the worker of this
+code, user and Python over a Unix socket, starting the worker if none is listening. The worker imported
+those libraries once; for each job it forks a child that runs that same script in the job's directory,
+environment and log: the same code and the same numbers as a process of its own. The job waits for the
+child's exit status and fails when it fails.
 
-The job stays the run's owner: if it dies (killed, Ctrl-C, Snakemake stopping), its connection closes and
-the worker kills the child at once, so a killed job leaves nothing behind. The worker never touches CUDA
-(a forked child could not use it) and exits after `IDLE_SECONDS` without work. On a cluster (SLURM) each
-job trains in its own process: a worker would outlive its job's allocation.
+The job stays the owner: if it dies (killed, Ctrl-C, Snakemake stopping), its connection closes and the
+worker kills the child at once, so a killed job leaves nothing behind. The worker never touches CUDA (a
+forked child could not use it) and exits after `IDLE_SECONDS` without work. Inside a SLURM job, and with
+the config's `worker: false`, a job runs its script itself: a worker would outlive the job's allocation.
 """
 
 import ctypes
 import hashlib
+import importlib
 import json
 import os
+import runpy
 import signal
 import socket
 import subprocess
@@ -27,48 +31,71 @@ import traceback
 
 from .imports import PACKAGE
 
-# A worker with no request for this long exits (a later job starts a new one).
+# A worker with no job for this long exits (a later job starts a new one).
 IDLE_SECONDS = 30
 # How long a job waits for a worker it started to listen.
 START_SECONDS = 60
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# Set in a child the worker forked for a job: its script runs there, and does not delegate again.
+IN_CHILD = "MNIST_SGD_WORKER_CHILD"
+# What the worker imports before it forks: what the rule scripts import, once.
+PRELOAD = (
+    "torch",
+    "pandas",
+    "matplotlib.pyplot",
+    "snakemake.script",
+    "mnist_sgd.train",
+    "mnist_sgd.optimum",
+    "mnist_sgd.summary",
+    "mnist_sgd.plots",
+    "mnist_sgd.grid_plots",
+)
 
 
 def socket_name():
     """The worker's abstract Unix socket: one per version of this package's code, Python and user, so
-    that an edited package never trains in a worker holding the old code."""
+    that an edited package never runs in a worker holding the old code."""
     digest = hashlib.sha256(f"{sys.executable} {os.getuid()}".encode())
     for source in sorted(PACKAGE.glob("*.py")):
         digest.update(source.read_bytes())
     return f"\0mnist-sgd-worker-{digest.hexdigest()[:20]}"
 
 
-def usable():
-    """Whether a job here may train in the worker: not inside a SLURM job (its processes end with it)."""
-    return "SLURM_JOB_ID" not in os.environ
-
-
 class Unavailable(RuntimeError):
-    """No worker could take the run: the job trains it in its own process instead."""
+    """No worker could take the job: its script runs in the job's own process instead."""
 
 
-def train_run(request, log_path):
-    """Train one run in the worker; return the child's exit status (0: its outputs are written).
+def delegate(script, log_path, enabled=True):
+    """Run this job's script, `script` (the file Snakemake generated and runs now: sys.argv[0]), in a child
+    of the worker; return True when it did and the child succeeded, False where the script must go on
+    here: in the worker's child itself, inside a SLURM job, when not `enabled`, or when no worker could
+    take it (said in the log). A child that fails ends the job with its exit status; its log says why."""
+    if os.environ.get(IN_CHILD) or not enabled or "SLURM_JOB_ID" in os.environ:
+        return False
+    message = {"script": os.path.abspath(script), "log": os.path.abspath(log_path), "cwd": os.getcwd()}
+    message["env"] = {**os.environ, IN_CHILD: "1"}
+    try:
+        status = _submit(message)
+    except Unavailable as error:
+        print(f"{error}; running in this job's own process", file=sys.stderr)
+        return False
+    if status != 0:
+        sys.exit(f"the job failed in the worker's child (exit status {status}); its log: {log_path}")
+    return True
 
-    `request` holds the keyword arguments of `mnist_sgd.train.run`, its config as a dict; the child
-    appends its log to `log_path`. Unavailable if no worker starts, or every one tried went away
-    before forking the run's child (one that was idling out as the job connected).
-    """
-    message = {"request": request, "log": os.path.abspath(log_path), "cwd": os.getcwd(), "env": dict(os.environ)}
+
+def _submit(message):
+    """Send a job to the worker; return its child's exit status. Unavailable if no worker starts, or every
+    one tried went away before forking the child (one idling out as the job connected)."""
     for _ in range(3):
         with _connect() as connection:
             connection.sendall(json.dumps(message).encode() + b"\n")
             replies = connection.makefile()
             if replies.readline() != "started\n":
-                continue  # the worker closed without taking the run: try a new one
+                continue  # the worker closed without taking the job: try a new one
             reply = replies.readline()  # blocks until the child ends: this job is its owner
             return int(reply) if reply.strip() else 1
-    raise Unavailable("the training worker went away three times before taking the run")
+    raise Unavailable("the worker went away three times before taking the job")
 
 
 def _connect():
@@ -93,24 +120,23 @@ def _connect():
                 stderr=subprocess.DEVNULL,
             )
         if started.poll() not in (None, 0):  # 0: another worker took the name first
-            raise Unavailable(f"the training worker failed to start (exit status {started.returncode})")
+            raise Unavailable(f"the worker failed to start (exit status {started.returncode})")
         if time.monotonic() > deadline:
-            raise Unavailable(f"the training worker did not start within {START_SECONDS} s")
+            raise Unavailable(f"the worker did not start within {START_SECONDS} s")
         time.sleep(0.05)
 
 
 def serve():
-    """The worker: claim the socket (another worker may hold it: then leave), import torch, and serve each
-    connection in a thread until IDLE_SECONDS pass without one."""
+    """The worker: claim the socket (another worker may hold it: then leave), import PRELOAD, and serve
+    each connection in a thread until IDLE_SECONDS pass without one."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(socket_name())
     except OSError:  # another worker of this code is starting or serving
         return
     listener.listen(64)
-    import torch  # noqa: F401  (once, before any fork: what every child inherits)
-
-    from . import train  # noqa: F401
+    for module in PRELOAD:  # once, before any fork: what every child inherits
+        importlib.import_module(module)
 
     active = [0]
     lock = threading.Lock()
@@ -168,7 +194,7 @@ def _kill_when_closed(connection, pid, ended):
 
 
 def _child(message):
-    """In the forked child: become the job (its directory, environment and log), train, exit."""
+    """In the forked child: become the job (its directory, environment and log), run its script, exit."""
     code = 1
     try:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # if the worker dies, so does the run
@@ -179,10 +205,14 @@ def _child(message):
         log = open(message["log"], "a", buffering=1)
         os.dup2(log.fileno(), 2)
         sys.stderr = log
-        from .train import run_request
-
-        run_request(message["request"], log=lambda line: print(line, file=log))
+        sys.argv = [message["script"]]
+        runpy.run_path(message["script"], run_name="__main__")
         code = 0
+    except SystemExit as end:  # the script's own sys.exit: its status, or its message and 1
+        if isinstance(end.code, int) or end.code is None:
+            code = end.code or 0
+        else:
+            print(end.code, file=sys.stderr)
     except BaseException:
         traceback.print_exc()
     finally:

@@ -215,7 +215,8 @@ def code_digest(script):
     """
     modules, _ = imports(os.path.join(SCRIPTS, f"{script}.py"))
     digest = hashlib.sha256()
-    for stem in sorted(modules):
+    # Where a job runs (the worker) and how imports are read change nothing it computes.
+    for stem in sorted(modules - {"worker", "imports"}):
         with open(os.path.join(PACKAGE, f"{stem}.py"), "rb") as source:
             digest.update(source.read())
     return digest.hexdigest()[:16]
