@@ -6,9 +6,9 @@ from pathlib import Path
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from mnist_sgd import worker  # noqa: E402
+from mnist_sgd.worker import delegate  # noqa: E402
 
-if worker.delegate(sys.argv[0], snakemake.log[0], snakemake.config["worker"]):
+if delegate(sys.argv[0], snakemake.log[0], snakemake.config["worker"]):
     sys.exit(0)  # the worker's child ran this script
 
 from mnist_sgd.study import RUN_PATTERN, dataset_sha256, run_config  # noqa: E402
