@@ -237,8 +237,8 @@ def cache_file(dataset):
 
 
 def data_input(dataset, outputs):
-    """A training or optimum job's input: none, ever; where some of the job's `outputs` are missing, it
-    first waits for the cache of `dataset` (checkpoint format_mnist).
+    """A training or optimum job's input: none, ever; where some of the job's `outputs` are missing and
+    the cache of `dataset` is too, it first waits for the cache (checkpoint format_mnist).
 
     Snakemake reruns every job downstream of one that runs, ancient input or not (snakemake#946), and a
     job whose set of inputs changed. With the cache as an input, deleting the cache or the raw files,
@@ -248,8 +248,8 @@ def data_input(dataset, outputs):
     missing (mnist_sgd.data.load_cache). The cache is a function of the data's checksums, in the job's
     parameters, and of its version, in the code digest.
     """
-    if not all(os.path.exists(path) for path in outputs):
-        checkpoints.format_mnist.get(dataset=dataset)
+    if not os.path.exists(cache_file(dataset)) and not all(os.path.exists(p) for p in outputs):
+        checkpoints.format_mnist.get(dataset=dataset)  # a checkpoint per job costs planning time: only here
     return []
 
 
