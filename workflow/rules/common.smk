@@ -248,12 +248,10 @@ def data_input(dataset, outputs):
     missing (mnist_sgd.data.load_cache). The cache is a function of the data's checksums, in the job's
     parameters, and of its version, in the code digest.
     """
-    if not os.path.exists(cache_file(dataset)) and not all(
-        os.path.exists(p) for p in outputs
-    ):
-        checkpoints.format_mnist.get(
-            dataset=dataset
-        )  # a checkpoint per job costs planning time: only here
+    missing = [path for path in outputs if not os.path.exists(path)]
+    if missing and not os.path.exists(cache_file(dataset)):
+        # Only then: a checkpoint asked for by every job costs planning seconds.
+        checkpoints.format_mnist.get(dataset=dataset)
     return []
 
 
