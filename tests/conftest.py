@@ -33,17 +33,6 @@ GRAPH_CONFIGS = {
 }
 
 
-# The modules that take longest, longest first: the two test processes start on them, and the short
-# ones fill in around them (each module runs in one process: pyproject.toml's --dist loadfile).
-LONGEST_FIRST = ["test_real_mnist", "test_slurm", "test_workflow", "test_faults", "test_dimensions", "test_safety"]
-
-
-def pytest_collection_modifyitems(items):
-    """Order the tests longest module first (a stable sort: within a module, the order is the file's)."""
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.module.__name__, len(rank)))
-
-
 def idx_bytes(array):
     """Encode a uint8 array as an IDX file."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
