@@ -13,7 +13,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .plots import DIVERGED_COLOR, OPTIMUM_STYLE, _finite_loss, _seed_curves, as_written, diverged_at, save
+from .plots import DIVERGED_COLOR, OPTIMUM_STYLE, _seed_curves, as_written, diverged_at, save, smoothed_losses
 from .study import dataset_title
 
 
@@ -60,9 +60,7 @@ def plot_grid_curves(panels, title, paths, dpi=150, smoothing=50):
                 config = cells.get((batch_size, lr))
                 if config is None:
                     continue
-                smoothed = [
-                    m.assign(loss=_finite_loss(m).rolling(smoothing, min_periods=1).mean()) for m in config.metrics
-                ]
+                smoothed = smoothed_losses(config.metrics, smoothing)
                 x, loss, low, high = _seed_curves(smoothed, "loss")
                 loss_ax.plot(x, loss, color=colors[lr], linewidth=1)
                 accuracy = [m.dropna(subset=["test_accuracy"]) for m in config.metrics]

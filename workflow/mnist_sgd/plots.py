@@ -200,6 +200,15 @@ class Configuration:
         )
 
 
+def smoothed_losses(frames, smoothing):
+    """Each run's (iteration, loss) with the loss a rolling mean over `smoothing` iterations, its
+    non-finite values left out (a diverged run's last)."""
+    return [
+        pd.DataFrame({"iteration": m["iteration"], "loss": _finite_loss(m).rolling(smoothing, min_periods=1).mean()})
+        for m in frames
+    ]
+
+
 def _seed_curves(frames, column):
     """(x, mean, low, high) of one column over the seeds' curves, aligned on the iteration (a diverged
     seed's curve ends early: the statistics go on over the others)."""
@@ -231,12 +240,7 @@ def plot_overlay(configurations, title, paths, dpi=150, smoothing=SMOOTHING_WIND
             label += f" ({len(config.metrics)} seeds" + (f", {len(ends)} diverged)" if ends else ")")
         elif ends:
             label += f" (diverged at {ends[0]})"
-        smoothed = [
-            pd.DataFrame(
-                {"iteration": m["iteration"], "loss": _finite_loss(m).rolling(smoothing, min_periods=1).mean()}
-            )
-            for m in config.metrics
-        ]
+        smoothed = smoothed_losses(config.metrics, smoothing)
         x, loss, low, high = _seed_curves(smoothed, "loss")
         (line,) = loss_ax.plot(x, loss, linewidth=1, label=label)
         color = line.get_color()

@@ -248,7 +248,11 @@ def idx_image_count(path, fix):
         raise SweepError(f"{path}: not an IDX images file (its header is {header[:16].hex() or 'empty'}); {fix}")
     count, rows, columns = struct.unpack(">III", header[4:16])
     expected = 16 + count * rows * columns
-    if (rows, columns) != (28, 28) or (size is not None and size != expected % (1 << 32 if gzipped else 1 << 64)):
+    if gzipped and size is not None:
+        expected_size = expected % (1 << 32)  # gzip's trailer holds the size modulo 2^32
+    else:
+        expected_size = expected
+    if (rows, columns) != (28, 28) or (size is not None and size != expected_size):
         raise SweepError(
             f"{path}: its header says {count} images of {rows}x{columns} pixels ({expected} bytes), but it holds "
             f"{size} bytes: truncated or damaged; {fix}"

@@ -248,8 +248,10 @@ def data_input(dataset, outputs):
     missing (mnist_sgd.data.load_cache). The cache is a function of the data's checksums, in the job's
     parameters, and of its version, in the code digest.
     """
-    missing = [path for path in outputs if not os.path.exists(path)]
-    if missing and not os.path.exists(cache_file(dataset)):
+    # The cache first: it is there for almost every job, and then its outputs need no look.
+    if not os.path.exists(cache_file(dataset)) and not all(
+        map(os.path.exists, outputs)
+    ):
         # Only then: a checkpoint asked for by every job costs planning seconds.
         checkpoints.format_mnist.get(dataset=dataset)
     return []
