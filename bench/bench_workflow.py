@@ -69,15 +69,23 @@ def main(argv=None):
     wall = time.perf_counter() - start
 
     seconds = {}
-    print(f"{'training job':<52} {'seconds':>8} {'estimate':>8} {'max RSS MB':>10}")
+    # The job's seconds (its benchmark file) beside the trainer's own (run.json): start-up, device and
+    # data (setup), then the training loop; on a GPU the difference is mostly the CUDA context.
+    print(
+        f"{'training job':<52} {'seconds':>8} {'estimate':>8} {'max RSS MB':>10} {'setup s':>8} {'train s':>8}  device"
+    )
     for path in sorted((workdir / "results" / "benchmarks" / "train").rglob("*.tsv")):
         with path.open() as handle:
             row = next(csv.DictReader(handle, delimiter="\t"))
         run = f"{path.parent.name}/{path.stem}"
         seconds[run] = float(row["s"])
         # The trainer's own peak (run.json): the job's process only waits for the worker's child.
-        peak = json.loads((workdir / "results" / "runs" / run / "run.json").read_text())["peak_rss_mb"]
-        print(f"{run:<52} {seconds[run]:8.2f} {estimated_seconds(run):8.1f} {peak:10.0f}")
+        info = json.loads((workdir / "results" / "runs" / run / "run.json").read_text())
+        device = info["resolved"]["device"] + (" (CUDA graphs)" if info["resolved"]["cuda_graphs"] else "")
+        print(
+            f"{run:<52} {seconds[run]:8.2f} {estimated_seconds(run):8.1f} {info['peak_rss_mb']:10.0f} "
+            f"{info['setup_seconds']:8.2f} {info['wall_seconds']:8.2f}  {device}"
+        )
     # The schedule's floor: no schedule beats the training jobs' own seconds spread over every core it
     # may use (no more than the machine's CPUs), nor the longest job.
     cores = min(args.cores, len(os.sched_getaffinity(0)))

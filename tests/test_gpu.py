@@ -44,15 +44,23 @@ def test_cuda_graphs_replay_the_eager_steps_bit_for_bit(small_data, config, monk
 
 def test_training_does_not_synchronise_with_the_host_every_iteration(small_data):
     data = small_data.to("cuda")
-    config = TrainConfig(batch_size=8, iterations=400, lr=0.01)
-    train(data, config, log=lambda m: None)  # warm-up: CUDA context, kernels, allocator
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            train(data, config, log=lambda m: None)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    syncs = [w for w in caught if "synchroniz" in str(w.message)]
-    # Progress lines (10) and the final copies may synchronise; 400 iterations must not.
-    assert len(syncs) < 40, [str(w.message) for w in syncs[:5]]
+
+    def synchronisations(iterations):
+        config = TrainConfig(batch_size=8, iterations=iterations, lr=0.01)
+        train(data, config, log=lambda m: None)  # warm-up: CUDA context, kernels, allocator, graphs
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                train(data, config, log=lambda m: None)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+
+    # Both runs have 10 chunks (a chunk per progress line): a few synchronisations per chunk (the
+    # divergence check, the progress line) and at the end are the design, whatever the torch version
+    # counts among them (47 for 400 iterations under torch 2.11 on an H200). Twice the iterations in
+    # the same chunks must add none; one per iteration would add 400.
+    short, long = synchronisations(400), synchronisations(800)
+    assert len(short) < 100, short[:5]
+    assert len(long) <= len(short) + 5, long[:5]

@@ -17,15 +17,16 @@ CLAIM = f"""
 import sys
 from pathlib import Path
 from mnist_sgd.gpus import claim_gpu
-index = claim_gpu({DEVICES!r}, Path(sys.argv[1]), log=lambda m: print(m, flush=True), poll_seconds=0.05)
+devices = {DEVICES!r}[: int(sys.argv[3])]
+index = claim_gpu(devices, Path(sys.argv[1]), log=lambda m: print(m, flush=True), poll_seconds=0.05, per_device=int(sys.argv[2]))
 print("got", index, flush=True)
 sys.stdin.read()
 """
 
 
-def start_job(lock_dir):
+def start_job(lock_dir, per_device=1, devices=len(DEVICES)):
     return subprocess.Popen(
-        [sys.executable, "-c", CLAIM, str(lock_dir)],
+        [sys.executable, "-c", CLAIM, str(lock_dir), str(per_device), str(devices)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -50,6 +51,27 @@ def test_jobs_at_once_get_distinct_devices_and_a_crashed_jobs_device_is_free_aga
         holders["got 1"].send_signal(signal.SIGKILL)  # ...until one ends, even by a crash
         holders["got 1"].wait()
         assert read_line(extra) == "got 1"
+    finally:
+        for job in jobs:
+            job.kill()
+            job.wait()
+
+
+def test_jobs_per_gpu_share_each_device_that_many_at_a_time_filling_devices_evenly(tmp_path):
+    jobs = []
+    try:
+        for _ in range(4):  # one at a time, so that the order of the claims is known
+            jobs.append(start_job(tmp_path, per_device=2, devices=2))
+            jobs[-1].line = read_line(jobs[-1])
+        assert [job.line for job in jobs] == ["got 0", "got 1", "got 0", "got 1"]
+        extra = start_job(tmp_path, per_device=2, devices=2)
+        jobs.append(extra)
+        assert (
+            read_line(extra) == "all 2 GPUs (2 jobs each) are in use by other training jobs; waiting for one to be free"
+        )
+        jobs[2].send_signal(signal.SIGKILL)  # device 0's second slot
+        jobs[2].wait()
+        assert read_line(extra) == "got 0"
     finally:
         for job in jobs:
             job.kill()

@@ -351,6 +351,18 @@ def test_training_jobs_never_outnumber_the_cpus_whatever_cores_says(workdir):
             assert (int(threads.group(1)) if threads else 1) == held, job
 
 
+def test_a_copy_of_the_workflow_never_runs_in_a_worker_of_another_copy(tmp_path):
+    # Two copies with the same code (a benchmark's scratch copies, a colleague's checkout): each job's
+    # code comes from its own copy, also after the first copy is gone (its worker still idles).
+    for name in ("first", "second"):
+        copy = make_workdir(tmp_path / name, {"s": sweep()})
+        result = snakemake(copy, "--cores", "1", "results/data/mnist.pt")
+        assert result.returncode == 0, result.stdout
+        log = (copy / "results" / "logs" / "format_mnist" / "mnist.log").read_text()
+        assert "own process" not in log, log  # it did run in a worker
+        shutil.rmtree(copy)
+
+
 def test_lint_is_clean(workdir):
     result = snakemake(workdir, "--lint")
     assert result.returncode == 0, result.stdout

@@ -1,13 +1,14 @@
 """Which GPU a training job trains on.
 
 Snakemake counts GPUs (`--resources gpu=N`) but assigns none: N training jobs at once on one machine
-would all use device 0. So each job takes a lock on a device of its own, without blocking, and holds
-it for as long as the process lives (the kernel releases it when the job ends, crashed or killed).
+would all use device 0. So each job takes a lock on a device of its own (or on one of its
+`jobs_per_gpu` slots), without blocking, and holds it for as long as the process lives (the kernel releases it when the job ends, crashed or killed).
 Under SLURM the job keeps what SLURM assigned: the devices SLURM makes visible are the job's alone.
 """
 
 import contextlib
 import fcntl
+import itertools
 import os
 import tempfile
 import time
@@ -18,10 +19,11 @@ LOCK_DIR = Path(tempfile.gettempdir()) / "mnist_sgd_gpu_locks"
 _held = []  # open lock files: a lock lasts as long as its file stays open
 
 
-def claim_gpu(devices, lock_dir=LOCK_DIR, log=print, poll_seconds=1.0):
-    """Lock one of `devices` (names that identify each visible GPU on this machine, e.g. UUIDs) for the
-    rest of this process and return its index; None when there are none. When every device is taken,
-    wait for one."""
+def claim_gpu(devices, lock_dir=LOCK_DIR, log=print, poll_seconds=1.0, per_device=1):
+    """Lock one of `per_device` slots of one of `devices` (names that identify each visible GPU on this
+    machine, e.g. UUIDs) for the rest of this process and return the device's index; None when there are
+    none. Devices fill evenly: every device's first slot before any second one. When every slot is
+    taken, wait for one."""
     if not devices:
         return None
     lock_dir.mkdir(parents=True, exist_ok=True)
@@ -29,8 +31,9 @@ def claim_gpu(devices, lock_dir=LOCK_DIR, log=print, poll_seconds=1.0):
         lock_dir.chmod(0o1777)  # every user's jobs share it
     waiting = False
     while True:
-        for index, name in enumerate(devices):
-            descriptor = os.open(lock_dir / f"{_file_name(name)}.lock", os.O_RDONLY | os.O_CREAT, 0o666)
+        for slot, (index, name) in itertools.product(range(per_device), enumerate(devices)):
+            suffix = f".{slot}" if slot else ""  # slot 0: the one lock file of a device, as before
+            descriptor = os.open(lock_dir / f"{_file_name(name)}{suffix}.lock", os.O_RDONLY | os.O_CREAT, 0o666)
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -39,7 +42,8 @@ def claim_gpu(devices, lock_dir=LOCK_DIR, log=print, poll_seconds=1.0):
             _held.append(descriptor)
             return index
         if not waiting:
-            log(f"all {len(devices)} GPUs are in use by other training jobs; waiting for one to be free")
+            held = f"all {len(devices)} GPUs" + (f" ({per_device} jobs each)" if per_device > 1 else "")
+            log(f"{held} are in use by other training jobs; waiting for one to be free")
             waiting = True
         time.sleep(poll_seconds)
 

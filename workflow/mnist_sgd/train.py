@@ -67,14 +67,16 @@ def resolve_device(name, log=print):
     return torch.device(name)
 
 
-def claim_cuda_device(log=print):
-    """The CUDA device this job trains on, made current: the one SLURM assigned, or locally one that no
-    other training job holds (`gpus.claim_gpu`), so that concurrent jobs each get a device of their own."""
+def claim_cuda_device(log=print, jobs_per_gpu=1):
+    """The CUDA device this job trains on, made current: the one SLURM assigned, or locally one with a
+    slot that no other training job holds (`gpus.claim_gpu`): concurrent jobs each get a device of their
+    own, or share one `jobs_per_gpu` at a time."""
     if gpus.assigned_by_scheduler():
         index = torch.cuda.current_device()
     else:
         count = torch.cuda.device_count()
-        index = gpus.claim_gpu([getattr(torch.cuda.get_device_properties(i), "uuid", i) for i in range(count)], log=log)
+        names = [getattr(torch.cuda.get_device_properties(i), "uuid", i) for i in range(count)]
+        index = gpus.claim_gpu(names, log=log, per_device=jobs_per_gpu)
     torch.cuda.set_device(index)
     log(f"using cuda:{index} ({torch.cuda.get_device_name(index)})")
     return torch.device("cuda", index)
@@ -182,6 +184,7 @@ def run(
     data_sources=None,
     rebuild_from=None,
     weights_path=None,
+    jobs_per_gpu=1,
 ):
     """Load the cached data, train one run, and write its metrics CSV and info JSON (and, given
     `weights_path`, its final weight as .npy).
@@ -193,7 +196,7 @@ def run(
     config.validate()
     device = resolve_device(config.device, log)
     if device.type == "cuda":
-        device = claim_cuda_device(log)
+        device = claim_cuda_device(log, jobs_per_gpu)
     if threads:
         torch.set_num_threads(threads)
     data = load_cache(data_path, device, sources=data_sources, rebuild_from=rebuild_from, log=log)

@@ -41,6 +41,10 @@ IN_CHILD = "MNIST_SGD_WORKER_CHILD"
 # What the worker imports before it forks: what the rule scripts import, once.
 PRELOAD = (
     "torch",
+    # torch.optim's Optimizer imports it on its first parameter group (torch._disable_dynamo): 1.5 s of
+    # a torch run's job on a 2-core AMD EPYC, and the largest part of its 7 s more than a scratch run's
+    # on an H200 machine.
+    "torch._dynamo",
     "pandas",
     "matplotlib.pyplot",
     "snakemake.script",
@@ -53,9 +57,10 @@ PRELOAD = (
 
 
 def socket_name():
-    """The worker's abstract Unix socket: one per version of this package's code, Python and user, so
-    that an edited package never runs in a worker holding the old code."""
-    digest = hashlib.sha256(f"{sys.executable} {os.getuid()}".encode())
+    """The worker's abstract Unix socket: one per copy of this package (its folder and code), Python and
+    user, so that an edited package never runs in a worker holding the old code, nor a job in a worker
+    that imports another copy's code (a child imports more of the package, from the worker's path)."""
+    digest = hashlib.sha256(f"{sys.executable} {os.getuid()} {PACKAGE.resolve()}".encode())
     for source in sorted(PACKAGE.glob("*.py")):
         digest.update(source.read_bytes())
     return f"\0mnist-sgd-worker-{digest.hexdigest()[:20]}"
@@ -113,7 +118,11 @@ def _connect():
             started = subprocess.Popen(
                 [sys.executable, "-m", "mnist_sgd.worker"],
                 cwd=PACKAGE.parent,
-                env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)},
+                # Ahead of the user's own path, not instead of it: snakemake itself may live there.
+                env={
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE.parent), os.environ.get("PYTHONPATH")])),
+                },
                 start_new_session=True,  # not in the job's process group: it outlives the job
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

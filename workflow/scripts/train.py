@@ -25,6 +25,7 @@ run(
     weights_path=snakemake.output.weights,
     threads=1,  # always: the metrics must not depend on --cores (see rule train)
     cuda_graphs=snakemake.config["cuda_graphs"],
+    jobs_per_gpu=snakemake.config["jobs_per_gpu"],
     data_sources=dataset_sha256(snakemake.config, config.dataset),
     rebuild_from=snakemake.params.idx_files,
     log=lambda message: print(message, file=sys.stderr),
