@@ -38,10 +38,14 @@ def rank_deficient_pixels(rows, seed=0):
     ids=["full-rank", "rank-deficient", "underdetermined", "underdetermined-rank-deficient"],
 )
 def test_the_solver_is_numpys_least_norm_least_squares_solution(images, targets, rank):
-    expected, _, expected_rank, _ = np.linalg.lstsq(images, targets, rcond=None)
-    weight, found_rank = min_norm_solution(torch.from_numpy(images), torch.from_numpy(targets))
+    expected, _, expected_rank, singular_values = np.linalg.lstsq(images, targets, rcond=None)
+    weight, eigenvalues = min_norm_solution(torch.from_numpy(images), torch.from_numpy(targets))
     assert weight.dtype == torch.float64
-    assert found_rank == expected_rank == rank
+    assert len(eigenvalues) == expected_rank == np.linalg.matrix_rank(images) == rank
+    # The Gram matrix's nonzero eigenvalues are the squared singular values: the smallest nonzero one
+    # (what the optimum record keeps) and the largest, against numpy's SVD.
+    nonzero = singular_values[:rank]
+    np.testing.assert_allclose(eigenvalues.sqrt()[[0, -1]].numpy(), [nonzero.min(), nonzero.max()], rtol=1e-6)
     np.testing.assert_allclose(weight.numpy(), expected, rtol=1e-7, atol=1e-9)
 
 

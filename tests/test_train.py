@@ -1,5 +1,6 @@
 """The training program: reproducibility, subsets, the reference algorithm, outputs and errors."""
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -9,9 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
+import mnist_sgd.noise
 import mnist_sgd.steps
 from conftest import GRAPH_CONFIGS
 from mnist_sgd.data import seeded_generator, training_set
+from mnist_sgd.noise import measurement_iterations, noise_scales
 from mnist_sgd.records import RunInfo, git_state, write_metrics
 from mnist_sgd.reference import reference_train
 from mnist_sgd.sgd import UPDATERS, epoch_batches, uniform_batches
@@ -76,6 +79,39 @@ def test_chunks_regroup_the_sampler_blocks_without_changing_a_batch(monkeypatch,
     assert [s for _, sizes in regrouped for s in sizes] == [s for _, sizes in blocks for s in sizes]
     assert all(len(indices) == sum(sizes) for indices, sizes in regrouped)
     assert torch.equal(torch.cat([i for i, _ in regrouped]), torch.cat([i for i, _ in blocks]))
+
+
+def test_chunks_also_end_at_each_cut_and_keep_their_regular_boundaries():
+    blocks = list(uniform_batches(50, 3, 97, torch.Generator().manual_seed(0)))
+    regrouped = list(chunks(iter(blocks), 10, cuts=[0, 1, 3, 25, 30, 97]))
+    ends = np.cumsum([len(sizes) for _, sizes in regrouped]).tolist()
+    assert ends == [1, 3, 10, 20, 25, 30, 40, 50, 60, 70, 80, 90, 97]
+    assert torch.equal(torch.cat([i for i, _ in regrouped]), torch.cat([i for i, _ in blocks]))
+
+
+@pytest.mark.parametrize("config", GRAPH_CONFIGS.values(), ids=GRAPH_CONFIGS.keys())
+def test_noise_scales_are_measured_at_their_iterations_without_changing_a_number(small_data, config, monkeypatch):
+    plain = train(small_data, config, **QUIET)
+    weights = {}
+
+    def measured(pixels, targets, weight, curvature):  # the real measurement, and the weight it saw
+        weights[len(weights)] = weight.clone()
+        return noise_scales(pixels, targets, weight, curvature)
+
+    monkeypatch.setattr(mnist_sgd.noise, "noise_scales", measured)
+    monkeypatch.setattr(mnist_sgd.steps, "CudaGraphSteps", EmulatedGraphs)  # chunk shapes vary with the cuts
+    result = train(small_data, config, noise_points=4, **QUIET)
+    assert np.array_equal(result.train_loss, plain.train_loss)
+    assert np.array_equal(result.test_correct, plain.test_correct)
+    iterations = result.noise_scale["iteration"]
+    assert iterations == measurement_iterations(config.iterations, 4) and iterations[-1] == config.iterations
+    # Each measurement saw the weight after that many steps: rerun that many steps and compare.
+    for k, steps_done in enumerate(iterations[1:], start=1):
+        shorter = train(small_data, dataclasses.replace(config, iterations=steps_done), **QUIET)
+        np.testing.assert_array_equal(weights[k].cpu().numpy(), shorter.weight)
+    assert not weights[0].any()  # at the start, W = 0
+    assert all(b > 0 for b in result.noise_scale["b_noise"] + result.noise_scale["b_simple"])
+    assert 0 < result.noise_seconds < result.wall_seconds
 
 
 class EmulatedGraphs(CudaGraphSteps):

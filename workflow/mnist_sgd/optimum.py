@@ -16,12 +16,15 @@ import time
 import torch
 
 from .data import as_images, seeded_generator, training_set
-from .records import Optimum
+from .noise import example_curvature
+from .records import Optimum, write_curvature
 from .study import parse_training_set
 
 
 def min_norm_solution(images, targets):
-    """(W*, rank): the least-norm minimiser of ||targets - images W||^2, in float64, and the rank of `images`.
+    """(W*, the nonzero eigenvalues of the Gram matrix, ascending): the least-norm minimiser of
+    ||targets - images W||^2, in float64, and the squared nonzero singular values of `images` (as many
+    as its rank).
 
     Through the eigendecomposition of the smaller Gram matrix: X^T X (d x d) when there are at least
     as many rows as columns, W* = V diag(1/l) V^T X^T Y; else X X^T (n x n), W* = X^T U diag(1/l) U^T Y;
@@ -41,23 +44,29 @@ def min_norm_solution(images, targets):
         weight = vectors @ ((vectors.T @ (x.T @ y)) / values[:, None])
     else:
         weight = x.T @ (vectors @ ((vectors.T @ y) / values[:, None]))
-    return weight, int(keep.sum())
+    return weight, values
 
 
-def optimum(data, name):
+def optimum(data, name, curvature_path=None):
     """The Optimum record of training set `name` (mnist_sgd.study.training_set_name) of `data`: the
-    same images the runs on it train on, drawn with the same seed."""
+    same images the runs on it train on, drawn with the same seed. Given `curvature_path`, also write
+    the training set's `mnist_sgd.noise.example_curvature` there, for the runs' noise scales."""
     _, train_size, seed = parse_training_set(name)
     pixels, targets = training_set(data, train_size, seeded_generator(seed))
     images, targets = as_images(pixels).to(torch.float64), targets.to(torch.float64)
     start = time.perf_counter()
-    weight, rank = min_norm_solution(images, targets)  # in float64 already: no second copy
+    weight, eigenvalues = min_norm_solution(images, targets)  # in float64 already: no second copy
     residual = targets - images @ weight
     predictions = (data.test_images.to(torch.float64) @ weight).argmax(dim=1)
+    if curvature_path is not None:
+        write_curvature(curvature_path, example_curvature(images), name, data.sha256)
     return Optimum(
         training_set=name,
         train_size=images.shape[0],
-        rank=rank,
+        rank=len(eigenvalues),
+        min_singular_value=float(eigenvalues[0].sqrt()),
+        # Of the Hessian X^T X / n of the from-scratch loss: full-batch SGD is stable for lr below 2 / it.
+        max_hessian_eigenvalue=float(eigenvalues[-1] / images.shape[0]),
         train_loss=float(0.5 * (residual * residual).sum() / images.shape[0]),
         test_accuracy=float((predictions == data.test_labels).double().mean()),
         seconds=time.perf_counter() - start,

@@ -14,7 +14,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .files import atomic_path  # noqa: E402
-from .records import METRIC_COLUMNS  # noqa: E402
 from .study import DEFAULT_DATASET, DIGITS, LOSS_SCALE, dataset_title, parse_training_set  # noqa: E402
 
 # Loss curves of small batches are noisy; overlays draw a rolling mean (config figures.smoothing).
@@ -23,11 +22,6 @@ DIVERGED_COLOR = "tab:red"
 OPTIMUM_STYLE = {"linestyle": "--", "linewidth": 1.0}
 # An optimum's loss below this is 0 up to float64 rounding (every run starts at 0.5, from W = 0).
 ZERO_LOSS = 1e-9
-
-
-def read_metrics(path):
-    """A run's metrics CSV (mnist_sgd.records.write_metrics) as a DataFrame; test_accuracy NaN where not evaluated."""
-    return pd.read_csv(path, usecols=METRIC_COLUMNS)
 
 
 def diverged_at(metrics):

@@ -14,11 +14,17 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pandas as pd
 
 from .files import atomic_path, write_text_atomic
 from .study import IMPLS, TrainConfig
 
 METRIC_COLUMNS = ("iteration", "train_loss", "test_accuracy")
+
+
+def read_metrics(path):
+    """A run's metrics CSV (`write_metrics`) as a DataFrame; test_accuracy NaN where not evaluated."""
+    return pd.read_csv(path, usecols=METRIC_COLUMNS)
 
 
 def write_metrics(path, result):
@@ -68,6 +74,10 @@ class RunInfo:
     data_sha256: Optional[str] = None  # of the cached tensors it trained on (mnist_sgd.data.tensors_sha256)
     # Test images of class i (row) that the final weights (weights.npy, after the last step) put in class j.
     confusion: Optional[list] = None
+    # The gradient noise scales along training (mnist_sgd.noise): {"iteration": [t, ...] (the weight after
+    # t steps; 0 the start), "b_simple": [...], "b_noise": [...]}; None where not measured.
+    noise_scale: Optional[dict] = None
+    noise_seconds: Optional[float] = None  # of wall_seconds, spent measuring them
 
     @property
     def diverged(self):
@@ -91,11 +101,13 @@ class Optimum:
 
     training_set: str  # its name (mnist_sgd.study.training_set_name)
     train_size: int  # images in it
-    rank: int  # of its images' matrix
+    rank: int  # of its images' matrix: how many independent pixel directions it spans
     train_loss: float  # 0.5 * ||Y - XW||^2 / n at the optimum: the from-scratch loss (study.LOSS_SCALE)
     test_accuracy: float
     seconds: float  # to compute it, data loading excluded
     data_sha256: Optional[str] = None  # of the cached tensors it was computed on
+    min_singular_value: Optional[float] = None  # the images' smallest nonzero one
+    max_hessian_eigenvalue: Optional[float] = None  # of X^T X / n: SGD's stability limit is lr < 2 / it
 
     def write(self, path):
         """Write the record as JSON, atomically."""
@@ -118,6 +130,30 @@ def run_name(info_path):
 def _write_json(path, record):
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(dataclasses.asdict(record), indent=2) + "\n")
+
+
+def write_curvature(path, curvature, training_set, data_sha256):
+    """Save a training set's example curvature (mnist_sgd.noise.example_curvature) as .npz, atomically,
+    with the training set's name and its data's digest, which `read_curvature` checks."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as stream:
+        np.savez(
+            stream,
+            curvature=np.asarray(curvature, dtype=np.float64),
+            training_set=np.array(training_set),
+            data_sha256=np.array(data_sha256 or ""),
+        )
+
+
+def read_curvature(path, training_set, data_sha256, rows):
+    """The example curvature saved at `path` for `training_set` (`rows` images) of the data whose digest
+    is `data_sha256`; None when the file is missing, unreadable, or for other data."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            same = str(saved["training_set"]) == training_set and str(saved["data_sha256"]) == (data_sha256 or "")
+            curvature = saved["curvature"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return curvature if same and curvature.shape == (rows,) else None
 
 
 def write_weights(path, weight):

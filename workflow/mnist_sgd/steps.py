@@ -8,20 +8,31 @@ graph. Both give the same numbers.
 import torch
 
 
-def chunks(batches, length):
-    """Regroup a sampler's (indices, sizes) blocks into chunks of `length` batches (the last may be shorter)."""
-    parts, sizes = [], []
+def chunks(batches, length, cuts=()):
+    """Regroup a sampler's (indices, sizes) blocks into chunks of `length` batches, counted from the
+    first, that also end after each iteration count in `cuts` (so a chunk may be shorter)."""
+    cuts = sorted(set(cuts))
+    parts, sizes, start = [], [], 0  # start: iterations before the chunk being filled
+
+    def chunk_length():
+        following = next((cut for cut in cuts if cut > start), None)
+        end = (start // length + 1) * length
+        return (end if following is None else min(end, following)) - start
+
+    wanted = chunk_length()
     for indices, block_sizes in batches:
         offset = position = 0  # in block_sizes, in indices
         while offset < len(block_sizes):
-            take = block_sizes[offset : offset + length - len(sizes)]
+            take = block_sizes[offset : offset + wanted - len(sizes)]
             count = sum(take)  # indices of these batches
             parts.append(indices[position : position + count])
             sizes += take
             offset, position = offset + len(take), position + count
-            if len(sizes) == length:
+            if len(sizes) == wanted:
                 yield torch.cat(parts) if len(parts) > 1 else parts[0], sizes
+                start += len(sizes)
                 parts, sizes = [], []
+                wanted = chunk_length()
     if sizes:
         yield torch.cat(parts) if len(parts) > 1 else parts[0], sizes
 

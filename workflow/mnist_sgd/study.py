@@ -210,6 +210,15 @@ def datasets(config):
     return {**dict.fromkeys(BUILTIN_DATASETS), **(config.get("custom_datasets") or {})}
 
 
+def targets_of(config):
+    """A function from a data set's name to its target accuracies (config `targets`: one list for every
+    data set, or a list per data set; none for a data set it does not name)."""
+    targets = config.get("targets") or []
+    if isinstance(targets, dict):
+        return lambda dataset: sorted(targets.get(dataset, []))
+    return lambda dataset: sorted(targets)
+
+
 def dataset_sha256(config, dataset):
     """{IDX file: SHA-256 of its decompressed content} pinned for `dataset`: a custom data set's own
     `sha256`, else `data_sha256[dataset]`; a `data_sha256` of the four files themselves (the layout

@@ -1,11 +1,13 @@
 """One row per run: parameters, outcome, final and best accuracy, cost and provenance."""
 
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from .files import atomic_path
-from .records import Optimum, RunInfo, run_name
+from .records import Optimum, RunInfo, read_metrics, run_name
+from .scaling import run_steps
 from .study import LOSS_SCALE, configuration
 
 # summary_by_config.csv: a configuration's parameters (all but the seed) and statistics over its seeds.
@@ -44,7 +46,14 @@ COLUMNS = [
     "optimum_train_loss",
     "optimum_test_accuracy",
     "optimum_accuracy_gap",
+    "optimum_rank",
+    "optimum_min_singular_value",
+    "b_simple_start",
+    "b_noise_start",
+    "b_simple_end",
+    "b_noise_end",
     "wall_seconds",
+    "noise_seconds",
     "seconds_per_iteration",
     "peak_rss_mb",
     "gpu_peak_allocated_mb",
@@ -62,21 +71,35 @@ COLUMNS = [
 def summary_row(info, run, sweeps=(), optimum=None):
     """Flatten one run's RunInfo into a summary row (the COLUMNS it has): its parameters, as resolved
     where they ran (`train_size` a number, `device` the one used), and its outcome, cost and provenance;
-    with the Optimum of its training set, the optimum's loss (on the run's loss scale) and test accuracy,
+    its gradient noise scales at the start and the end of training; with the Optimum of its training
+    set, the optimum's loss (on the run's loss scale), test accuracy, rank and smallest singular value,
     and how far below that accuracy the run ended."""
-    fields = {name: value for name, value in vars(info).items() if name not in ("params", "resolved")}
+    fields = {
+        name: value for name, value in vars(info).items() if name not in ("params", "resolved", "noise_scale", "confusion")
+    }
     row = {"run": run, "sweeps": ";".join(sweeps), **vars(info.params), **vars(info.resolved), **fields}
     row.update(sampling=info.params.batch_sampling)
     if optimum is not None:
         row["optimum_train_loss"] = optimum.train_loss * LOSS_SCALE[info.params.impl]
         row["optimum_test_accuracy"] = optimum.test_accuracy
         row["optimum_accuracy_gap"] = optimum.test_accuracy - info.final_test_accuracy
+        row["optimum_rank"] = optimum.rank
+        row["optimum_min_singular_value"] = optimum.min_singular_value
+    if info.noise_scale and info.noise_scale["iteration"]:
+        for when, index in (("start", 0), ("end", -1)):
+            for scale in ("b_simple", "b_noise"):
+                value = info.noise_scale[scale][index]
+                row[f"{scale}_{when}"] = math.nan if value is None else value
     return row
 
 
-def summarize(info_paths, sweeps_by_run=None, log_paths=None, optimum_paths=None):
+def summarize(
+    info_paths, sweeps_by_run=None, log_paths=None, optimum_paths=None, metrics_paths=None, targets_of=None, window=1
+):
     """The summary table of the runs whose info JSON files are `info_paths`; `optimum_paths` (same
-    order) are the Optimum files of their training sets, where they exist.
+    order) are the Optimum files of their training sets, where they exist. Given `metrics_paths` (same
+    order) and `targets_of` (a data set's name -> its target accuracies), each run's steps and examples
+    to each target (mnist_sgd.scaling.run_steps, with the median `window`) follow its columns.
 
     A run without its info file gets a row that says so: status `failed` when its log (in
     `log_paths`, same order) exists, naming the log, else `missing` (it never started).
@@ -89,7 +112,12 @@ def summarize(info_paths, sweeps_by_run=None, log_paths=None, optimum_paths=None
         if Path(path).exists():
             optimum = optimum_paths[i] if optimum_paths else None
             optimum = Optimum.read(optimum) if optimum and Path(optimum).exists() else None
-            rows.append(summary_row(RunInfo.read(path), run, sweeps, optimum))
+            info = RunInfo.read(path)
+            row = summary_row(info, run, sweeps, optimum)
+            if metrics_paths and targets_of:
+                targets = targets_of(info.params.dataset)
+                row.update(run_steps(read_metrics(metrics_paths[i]), info.params.batch_size, targets, window))
+            rows.append(row)
             continue
         log = log_paths[i] if log_paths else None
         failed = log is not None and Path(log).exists()
@@ -101,27 +129,39 @@ def summarize(info_paths, sweeps_by_run=None, log_paths=None, optimum_paths=None
                 "log": log if failed else None,
             }
         )
-    return pd.DataFrame(rows, columns=COLUMNS)
+    extra = [c for row in rows for c in row if c.startswith(("steps_to_", "examples_to_"))]
+    return pd.DataFrame(rows, columns=COLUMNS + sorted(dict.fromkeys(extra), key=_target_order))
+
+
+def _target_order(column):
+    """Steps and examples columns by target, then steps first."""
+    kind, _, target = column.rpartition("_to_")
+    return float(target), kind != "steps"
 
 
 def by_config(table):
     """summary_by_config: one row per configuration of the runs in `table` (a summarize() table) that
     finished: its parameters (CONFIG_COLUMNS), `n_seeds`, `n_diverged`, and the mean, standard deviation
     (over seeds, n - 1 in the denominator; empty for one seed), minimum and maximum of each AGGREGATED
-    metric (a diverged run has no final loss: its loss statistics are over the others)."""
+    metric and of the steps to each target, over the seeds that reached it (`n_reached_<target>` of
+    them) (a diverged run has no final loss: its loss statistics are over the others)."""
     finished = table[table["status"].isin(["ok", "diverged"])].assign(
         configuration=lambda t: t["run"].map(configuration)
     )
+    steps = [column for column in table.columns if column.startswith("steps_to_")]
     rows = []
     for _, runs in finished.groupby("configuration", sort=False):
         row = {column: runs[column].iloc[0] for column in CONFIG_COLUMNS}
         row.update(n_seeds=len(runs), n_diverged=int((runs["status"] == "diverged").sum()))
-        for metric in AGGREGATED:
+        for metric in AGGREGATED + steps:
             values = runs[metric].astype(float)
             row.update({f"{metric}_{name}": getattr(values, name)() for name in STATISTICS})
+        for column in steps:
+            row[f"n_reached_{column.removeprefix('steps_to_')}"] = int(runs[column].notna().sum())
         rows.append(row)
     columns = CONFIG_COLUMNS + ["n_seeds", "n_diverged"]
-    columns += [f"{metric}_{name}" for metric in AGGREGATED for name in STATISTICS]
+    columns += [f"{metric}_{name}" for metric in AGGREGATED + steps for name in STATISTICS]
+    columns += [f"n_reached_{column.removeprefix('steps_to_')}" for column in steps]
     return pd.DataFrame(rows, columns=columns)
 
 

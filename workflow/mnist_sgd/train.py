@@ -23,9 +23,10 @@ import torch
 
 from . import __version__, gpus, steps
 from .data import NUM_CLASSES, NUM_FEATURES, DataError, as_images, load_cache, seeded_generator, training_set
-from .records import Resolved, RunInfo, cpu_name, git_state, write_metrics, write_weights
+from .noise import NOISE_POINTS, NoiseRecorder, example_curvature
+from .records import Resolved, RunInfo, cpu_name, git_state, read_curvature, write_metrics, write_weights
 from .sgd import EVAL_BLOCK, SAMPLERS, UPDATERS, AccuracyRecorder
-from .study import DEVICES, ConfigError, TrainConfig
+from .study import DEVICES, ConfigError, TrainConfig, run_name, training_set_name
 
 
 @dataclass
@@ -46,6 +47,8 @@ class RunResult:
     cuda_graphs_error: Optional[str] = None  # why graphs were given up, if they were
     weight: Optional[np.ndarray] = None  # the final (784, 10) weight, after the last step
     confusion: Optional[np.ndarray] = None  # (10, 10): test images of class i the final weight puts in class j
+    noise_scale: Optional[dict] = None  # {"iteration": [...], "b_simple": [...], "b_noise": [...]} (mnist_sgd.noise)
+    noise_seconds: float = 0.0  # of wall_seconds, spent measuring them
 
     @property
     def test_accuracy(self):
@@ -82,12 +85,16 @@ def claim_cuda_device(log=print, jobs_per_gpu=1):
     return torch.device("cuda", index)
 
 
-def train(data, config, log=print, cuda_graphs=True):
+def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=None):
     """Train one run on `data` (an MNIST already on the run's device) and return its curves.
 
     Iterations run in chunks of `EVAL_BLOCK` evaluations (100 iterations by default; at most a tenth of
     the run): a chunk's weight snapshots are scored together, and its losses checked for divergence.
     On CUDA, each chunk is one CUDA graph launch (`steps.CudaGraphSteps`) unless `cuda_graphs` is False.
+
+    With `noise_points`, the gradient noise scales are measured at the start and at that many
+    log-spaced iterations (`mnist_sgd.noise`); chunks also end there, which changes no number.
+    `curvature`, the training set's example curvature, is computed here when not given.
     """
     config.validate(num_train=data.train_pixels.shape[0])
     device = data.train_pixels.device
@@ -108,10 +115,19 @@ def train(data, config, log=print, cuda_graphs=True):
         graphs = steps.CudaGraphSteps(updater, recorder.buffer, log)
     losses = torch.empty(config.iterations, device=device)
     diverged_at = None
+    noise = None
+    if noise_points:
+        if curvature is None:
+            log("computing the training set's example curvature for the noise scales (no saved one)")
+            curvature = example_curvature(as_images(images))
+        noise = NoiseRecorder(images, targets, curvature.to(device), config.iterations, noise_points)
 
     start = time.perf_counter()
     done = 0
-    for indices, sizes in steps.chunks(batches, chunk):
+    if noise is not None:
+        noise.measure(0, _full_weight(updater))
+    cuts = noise.iterations if noise is not None else ()
+    for indices, sizes in steps.chunks(batches, chunk, cuts):
         first, done = done, done + len(sizes)
         # The model at an evaluated iteration is the one its loss is taken at (before the update).
         record = [i % config.eval_every == 0 or i == config.iterations - 1 for i in range(first, done)]
@@ -129,12 +145,14 @@ def train(data, config, log=print, cuda_graphs=True):
                 f"stopping (lr={config.lr} is too large for batch size {config.batch_size})"
             )
             break
+        if noise is not None:
+            noise.measure(done, _full_weight(updater))
         if done // log_every > first // log_every:
             log(_progress(done, config.iterations, losses, recorder, time.perf_counter() - start))
     correct = recorder.correct()  # copies every score to the host once
     train_loss = losses.cpu().numpy()
     wall_seconds = time.perf_counter() - start
-    weight = torch.zeros(NUM_FEATURES, NUM_CLASSES, device=device).index_copy_(0, updater.features, updater.weight)
+    weight = _full_weight(updater)
     done = diverged_at or config.iterations
     return RunResult(
         train_loss[:done],
@@ -147,7 +165,15 @@ def train(data, config, log=print, cuda_graphs=True):
         cuda_graphs_error=graphs and graphs.error,
         weight=weight.cpu().numpy(),
         confusion=confusion_matrix(data.test_images @ weight, data.test_labels),
+        noise_scale=noise and noise.record,
+        noise_seconds=noise.seconds if noise else 0.0,
     )
+
+
+def _full_weight(updater):
+    """The updater's weight as a (784, 10) matrix: zero for the pixels it leaves out."""
+    weight = torch.zeros(NUM_FEATURES, NUM_CLASSES, device=updater.weight.device)
+    return weight.index_copy_(0, updater.features, updater.weight)
 
 
 def confusion_matrix(logits, labels):
@@ -185,12 +211,16 @@ def run(
     rebuild_from=None,
     weights_path=None,
     jobs_per_gpu=1,
+    noise_points=0,
+    curvature_path=None,
 ):
     """Load the cached data, train one run, and write its metrics CSV and info JSON (and, given
     `weights_path`, its final weight as .npy).
 
     `data_sources`, when given, are the SHA-256s of the IDX files the cache must have been built from;
-    `rebuild_from`, the IDX files to rebuild a damaged cache from (see `load_cache`).
+    `rebuild_from`, the IDX files to rebuild a damaged cache from (see `load_cache`). With
+    `noise_points`, the run measures its gradient noise scales (see `train`), reading its training
+    set's example curvature from `curvature_path` where the optimum job saved it for these data.
     """
     start = time.perf_counter()
     config.validate()
@@ -201,8 +231,13 @@ def run(
         torch.set_num_threads(threads)
     data = load_cache(data_path, device, sources=data_sources, rebuild_from=rebuild_from, log=log)
     log(f"training {config} on {device} with {torch.get_num_threads()} threads")
+    curvature = None
+    if noise_points and curvature_path:
+        rows = config.train_size or data.train_pixels.shape[0]
+        curvature = read_curvature(curvature_path, training_set_name(run_name(config)), data.sha256, rows)
+        curvature = None if curvature is None else torch.from_numpy(curvature)
     setup_seconds = time.perf_counter() - start
-    result = train(data, config, log, cuda_graphs)
+    result = train(data, config, log, cuda_graphs, noise_points, curvature)
     write_metrics(metrics_path, result)
     if weights_path:
         write_weights(weights_path, result.weight)
@@ -255,6 +290,8 @@ def run_info(config, result, resolved, setup_seconds, data_sha256=None):
         gpu_peak_allocated_mb=torch.cuda.max_memory_allocated(resolved.device) / 2**20 if cuda else None,
         data_sha256=data_sha256,
         confusion=result.confusion.tolist(),
+        noise_scale=result.noise_scale,
+        noise_seconds=result.noise_seconds,
     )
 
 
@@ -283,6 +320,12 @@ def parse_args(argv=None):
         "--dataset", default=defaults.dataset, help="the name of the data set --data holds, for the records"
     )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument(
+        "--noise-points",
+        type=int,
+        default=NOISE_POINTS,
+        help=f"measure the gradient noise scales at the start and at N log-spaced iterations (default {NOISE_POINTS}; 0: not)",
+    )
     parser.add_argument(
         "--no-cuda-graphs",
         dest="cuda_graphs",
@@ -316,6 +359,7 @@ def main(argv=None):
             log=lambda m: print(m, file=sys.stderr, flush=True),
             cuda_graphs=args.cuda_graphs,
             weights_path=args.weights,
+            noise_points=args.noise_points,
         )
     except (ConfigError, DataError) as err:
         sys.exit(f"error: {err}")

@@ -31,9 +31,11 @@ from mnist_sgd.study import (
     idx_image_count,
     learning_rate_labels,
     learning_rate_lines,
+    parse_run,
     parse_training_set,
     plan,
     run_labels,
+    targets_of,
     training_set_name,
 )
 
@@ -204,6 +206,11 @@ except SweepError as error:
     raise WorkflowError(str(error))
 RUNS = list(dict.fromkeys(run for runs in SWEEPS.values() for run in runs))
 SWEEPS_BY_RUN = {run: [s for s, runs in SWEEPS.items() if run in runs] for run in RUNS}
+# Each data set's target accuracies (mnist_sgd.scaling), for the data sets the runs train on.
+TARGETS = {
+    dataset: targets_of(config)(dataset)
+    for dataset in dict.fromkeys(parse_run(run)["dataset"] for run in RUNS)
+}
 
 SCRIPTS = os.path.join(workflow.basedir, "workflow", "scripts")
 
@@ -311,6 +318,26 @@ def run_records(runs, optima=True):
     return records + (
         list(dict.fromkeys(optimum_file(run) for run in runs)) if optima else []
     )
+
+
+def curvature_file(run):
+    """The example curvature of the training set run `run` trains on (checkpoint optimum writes it)."""
+    return f"results/optimum/{training_set_name(run)}.curvature.npz"
+
+
+def curvature_input(run):
+    """A training job's input for its noise scales: none, ever (as data_input, and for the same reason:
+    a new optimum, after a code edit, must not retrain every run). A run that must train and measures
+    its noise scales waits for its training set's curvature (checkpoint optimum) when it is missing; a
+    run that retrains because its code changed computes it itself if it is gone (mnist_sgd.train.run).
+    """
+    if (
+        config["noise_points"]
+        and not os.path.exists(curvature_file(run))
+        and not all(map(os.path.exists, run_records([run], optima=False)))
+    ):
+        checkpoints.optimum.get(training_set=training_set_name(run))
+    return []
 
 
 def optimum_file(run):

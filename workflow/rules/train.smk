@@ -12,6 +12,7 @@ rule train:
             run_dataset(wildcards),
             run_records([RUN.format(**wildcards)], optima=False),
         ),
+        curvature=lambda wildcards: curvature_input(RUN.format(**wildcards)),
     output:
         metrics=f"results/runs/{RUN}/metrics.csv",
         info=f"results/runs/{RUN}/run.json",
@@ -35,19 +36,28 @@ rule train:
         code=code_digest("train"),
         cache=lambda wildcards: cache_file(run_dataset(wildcards)),
         idx_files=lambda wildcards: raw_files(run_dataset(wildcards)),
+        # Where the run measures its gradient noise scales: a new value retrains, to measure there.
+        noise=config["noise_points"],
+        curvature=lambda wildcards: curvature_file(RUN.format(**wildcards)),
     script:
         "../scripts/train.py"
 
 
-# The exact least-squares optimum of each training set the runs use: the yardstick in the summary and the figures.
-rule optimum:
+# The exact least-squares optimum of each training set the runs use: the yardstick in the summary and the
+# figures; and the training set's example curvature, which its runs' noise scales need (mnist_sgd.noise).
+# A checkpoint: training jobs wait for it without taking the curvature as an input (see curvature_input).
+checkpoint optimum:
     input:
         data=lambda wildcards: data_input(
             training_set_dataset(wildcards),
-            [f"results/optimum/{wildcards.training_set}.json"],
+            [
+                f"results/optimum/{wildcards.training_set}.json",
+                f"results/optimum/{wildcards.training_set}.curvature.npz",
+            ],
         ),
     output:
-        "results/optimum/{training_set}.json",
+        json="results/optimum/{training_set}.json",
+        curvature="results/optimum/{training_set}.curvature.npz",
     log:
         "results/logs/optimum/{training_set}.log",
     # Seconds each, and every figure of its runs waits for it: before the training jobs, whose priority is
@@ -69,6 +79,7 @@ rule summarize:
     input:
         infos=run_files(RUNS, "run.json"),
         optima=[optimum_file(run) for run in RUNS],  # one per run, in the same order
+        metrics=run_files(RUNS, "metrics.csv"),
     output:
         csv="results/summary.csv",
         html=report(
@@ -84,12 +95,16 @@ rule summarize:
             category="4. Summary table",
             labels={"table": "one row per configuration (seeds aggregated)"},
         ),
+        batch_scaling="results/batch_scaling.csv",
+        critical_batch="results/critical_batch.csv",
     log:
         "results/logs/summarize.log",
     conda:
         "../../envs/plot.yaml"
     params:
         sweeps=SWEEPS_BY_RUN,
+        targets=TARGETS,
+        window=config["target_window"],
         code=code_digest("summarize"),
     script:
         "../scripts/summarize.py"

@@ -24,10 +24,12 @@ data = load_cache(
     rebuild_from=snakemake.params.idx_files,
     log=lambda message: print(message, file=sys.stderr),
 )
-result = optimum(data, snakemake.wildcards.training_set)
-result.write(snakemake.output[0])
+result = optimum(data, snakemake.wildcards.training_set, snakemake.output.curvature)
+result.write(snakemake.output.json)
 print(
-    f"{result.training_set}: {result.train_size} images, rank {result.rank}, training loss {result.train_loss:.6f}, "
+    f"{result.training_set}: {result.train_size} images, rank {result.rank} (smallest singular value "
+    f"{result.min_singular_value:.4g}), largest Hessian eigenvalue {result.max_hessian_eigenvalue:.4g} "
+    f"(SGD is stable for lr < {2 / result.max_hessian_eigenvalue:.4g}), training loss {result.train_loss:.6f}, "
     f"test accuracy {result.test_accuracy:.4f}, {result.seconds:.2f} s",
     file=sys.stderr,
 )

@@ -17,10 +17,9 @@ from mnist_sgd.plots import (  # noqa: E402
     Configuration,
     plot_final_accuracy,
     plot_overlay,
-    read_metrics,
     titled_with_datasets,
 )
-from mnist_sgd.records import Optimum, RunInfo, run_name  # noqa: E402
+from mnist_sgd.records import Optimum, RunInfo, read_metrics, run_name  # noqa: E402
 from mnist_sgd.study import configurations, group_title  # noqa: E402
 
 params = snakemake.params

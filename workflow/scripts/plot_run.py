@@ -14,8 +14,12 @@ if delegate(sys.argv[0], snakemake.log[0], snakemake.config["worker"]):
 
 import numpy as np  # noqa: E402
 
-from mnist_sgd.plots import describe_run, plot_confusion, plot_run, plot_weights, read_metrics  # noqa: E402
-from mnist_sgd.records import Optimum, RunInfo  # noqa: E402
+from mnist_sgd.plots import describe_run, plot_confusion, plot_run, plot_weights  # noqa: E402
+from mnist_sgd.records import (  # noqa: E402
+    Optimum,
+    RunInfo,
+    read_metrics,  # noqa: E402
+)
 from mnist_sgd.study import class_names  # noqa: E402
 
 inputs, output, dpi = snakemake.input, snakemake.output, snakemake.params.dpi

@@ -26,6 +26,8 @@ run(
     threads=1,  # always: the metrics must not depend on --cores (see rule train)
     cuda_graphs=snakemake.config["cuda_graphs"],
     jobs_per_gpu=snakemake.config["jobs_per_gpu"],
+    noise_points=snakemake.params.noise,
+    curvature_path=snakemake.params.curvature,
     data_sources=dataset_sha256(snakemake.config, config.dataset),
     rebuild_from=snakemake.params.idx_files,
     log=lambda message: print(message, file=sys.stderr),

@@ -1,0 +1,61 @@
+"""The gradient noise scales (mnist_sgd.noise) against a brute force from per-example autograd gradients."""
+
+import numpy as np
+import pytest
+import torch
+
+from mnist_sgd.noise import example_curvature, measurement_iterations, noise_scales
+
+
+def brute_force(images, targets, weight):
+    """B_simple and B_noise from each example's gradient (autograd) and the Hessian (autograd), as the
+    definitions say: Sigma the per-example covariance, G the mean gradient, H the mean loss's Hessian."""
+    x, y, w = images.double(), targets.double(), weight.double()
+
+    def loss(flat, xi, yi):
+        return 0.5 * ((xi @ flat.view_as(w) - yi) ** 2).sum()
+
+    per_example = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))(w.flatten(), x, y)
+    gradient = per_example.mean(dim=0)
+    centred = per_example - gradient
+    sigma = centred.T @ centred / len(x)
+    hessian = torch.autograd.functional.hessian(
+        lambda flat: torch.func.vmap(loss, in_dims=(None, 0, 0))(flat, x, y).mean(), w.flatten()
+    )
+    b_simple = torch.trace(sigma) / (gradient @ gradient)
+    b_noise = torch.trace(hessian @ sigma) / (gradient @ hessian @ gradient)
+    return float(b_simple), float(b_noise)
+
+
+@pytest.mark.parametrize("rows, columns", [(300, 20), (12, 20)], ids=["more rows than pixels", "fewer"])
+@pytest.mark.parametrize("pixels", [True, False], ids=["uint8 pixels", "floats"])
+def test_noise_scales_equal_the_brute_force_from_per_example_gradients(rows, columns, pixels):
+    generator = torch.Generator().manual_seed(rows)
+    raw = torch.randint(0, 256, (rows, columns), generator=generator, dtype=torch.uint8)
+    raw[:, 0] = 0  # a pixel that is dark in every image, as MNIST's border
+    images = raw.float() / 255
+    targets = torch.nn.functional.one_hot(torch.randint(0, 10, (rows,), generator=generator), 10).float()
+    curvature = example_curvature(images)
+    for weight in (torch.zeros(columns, 10), 0.05 * torch.randn(columns, 10, generator=generator)):
+        measured = noise_scales(raw if pixels else images, targets, weight, curvature)
+        np.testing.assert_allclose(measured, brute_force(images, targets, weight), rtol=1e-4)
+
+
+def test_example_curvature_is_each_rows_quadratic_form_in_the_gram_matrix():
+    images = torch.rand(30, 8, dtype=torch.float64)
+    for x in (images, images[:5]):  # both ways: the pixels' Gram matrix, and the images'
+        expected = torch.einsum("id,de,ie->i", x, x.T @ x / len(x), x)
+        torch.testing.assert_close(example_curvature(x), expected)
+
+
+@pytest.mark.parametrize(
+    "iterations, points, expected",
+    [
+        (6000, 5, [0, 1, 9, 77, 682, 6000]),
+        (5, 10, [0, 1, 2, 3, 4, 5]),  # fewer iterations than points: each once
+        (40, 1, [0, 40]),
+        (40, 0, []),
+    ],
+)
+def test_measurements_are_at_the_start_and_log_spaced_to_the_end(iterations, points, expected):
+    assert measurement_iterations(iterations, points) == expected
