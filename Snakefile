@@ -28,6 +28,9 @@ localrules:
     plot_group,
     plot_learning_rate,
     plot_wall_time,
+    plot_steps_to_target,
+    plot_noise_scale,
+    plot_train_size,
 
 
 rule all:

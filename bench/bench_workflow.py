@@ -86,6 +86,16 @@ def main(argv=None):
             f"{run:<52} {seconds[run]:8.2f} {estimated_seconds(run):8.1f} {info['peak_rss_mb']:10.0f} "
             f"{info['setup_seconds']:8.2f} {info['wall_seconds']:8.2f}  {device}"
         )
+    # What the noise scales cost: each run's measurements, and each training set's curvature (optimum jobs).
+    infos = [json.loads(p.read_text()) for p in (workdir / "results" / "runs").rglob("run.json")]
+    optima = [json.loads(p.read_text()) for p in (workdir / "results" / "optimum").glob("*.json")]
+    measuring = sum(info.get("noise_seconds") or 0 for info in infos)
+    curvature = sum(optimum.get("curvature_seconds") or 0 for optimum in optima)
+    training = sum(info["wall_seconds"] for info in infos) - measuring
+    print(
+        f"noise scales: {measuring:.1f} s measuring in the runs + {curvature:.1f} s of training-set curvature "
+        f"in the optimum jobs = {100 * (measuring + curvature) / training:.1f}% of the runs' {training:.1f} s of training"
+    )
     # The schedule's floor: no schedule beats the training jobs' own seconds spread over every core it
     # may use (no more than the machine's CPUs), nor the longest job.
     cores = min(args.cores, len(os.sched_getaffinity(0)))

@@ -108,6 +108,7 @@ class Optimum:
     data_sha256: Optional[str] = None  # of the cached tensors it was computed on
     min_singular_value: Optional[float] = None  # the images' smallest nonzero one
     max_hessian_eigenvalue: Optional[float] = None  # of X^T X / n: SGD's stability limit is lr < 2 / it
+    curvature_seconds: Optional[float] = None  # to compute the example curvature (mnist_sgd.noise) too
 
     def write(self, path):
         """Write the record as JSON, atomically."""

@@ -53,7 +53,9 @@ def run_steps(metrics, batch_size, targets, window):
     evaluated = metrics.dropna(subset=["test_accuracy"])
     row = {}
     for target in targets:
-        steps = steps_to_target(evaluated["iteration"].to_numpy(), evaluated["test_accuracy"].to_numpy(), target, window)
+        steps = steps_to_target(
+            evaluated["iteration"].to_numpy(), evaluated["test_accuracy"].to_numpy(), target, window
+        )
         row[steps_column(target)] = math.nan if steps is None else steps
         row[examples_column(target)] = math.nan if steps is None else steps * batch_size
     return row

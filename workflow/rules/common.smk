@@ -362,12 +362,34 @@ def drawn_run_by_run(runs):
     return len(runs) <= config["figures"]["run_figures"]
 
 
+def scaling_figures(runs):
+    """The analysis figures a group of `runs` supports (docs/scaling.md): steps to target where, on one
+    training problem, it has two batch sizes or more and its data set has targets; the noise scales
+    where runs measure them; accuracy against training-set size where one data set has three sizes."""
+    problems, sizes = {}, {}
+    for run in runs:
+        params = parse_run(run)
+        problem = (params["dataset"], params["impl"], params["sampling"], params["train_size"])
+        problems.setdefault(problem, set()).add(params["batch_size"])
+        sizes.setdefault(params["dataset"], set()).add(params["train_size"])
+    kinds = []
+    if any(len(b) > 1 and TARGETS.get(p[0]) for p, b in problems.items()):
+        kinds.append("steps_to_target")
+    if config["noise_points"]:
+        kinds.append("noise_scale")
+    if any(len(s) > 2 for s in sizes.values()):
+        kinds.append("train_size")
+    return kinds
+
+
 def group_figures(group):
     """The figures of a sweep or comparison: its overlays (and the learning-rate figure where its runs
-    have several) and, for a small group, each of its runs' own figures."""
+    have several), the analysis figures it supports, and, for a small group, each of its runs' own
+    figures."""
     runs = FIGURE_GROUPS[group][1]
     several = any(len(line) > 1 for line in learning_rate_lines(runs))
     kinds = ["curves", "final_accuracy"] + (["learning_rate"] if several else [])
+    kinds += scaling_figures(runs)
     overlays = [
         f"results/figures/{group}/{kind}.{ext}" for kind in kinds for ext in FORMATS
     ]

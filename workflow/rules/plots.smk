@@ -139,3 +139,83 @@ rule plot_wall_time:
         code=code_digest("plot_wall_time"),
     script:
         "../scripts/plot_wall_time.py"
+
+
+# The batch-size and training-set-size analysis (docs/scaling.md), for the groups whose runs support it
+# (group_figures): steps to each target against batch size, the noise scales along training, and test
+# accuracy against training-set size. One script draws each from a summary of the group's runs.
+rule plot_steps_to_target:
+    input:
+        infos=lambda wildcards: run_files(FIGURE_GROUPS[wildcards.group][1], "run.json"),
+        metrics=lambda wildcards: run_files(
+            FIGURE_GROUPS[wildcards.group][1], "metrics.csv"
+        ),
+    output:
+        figure(
+            "results/figures/{group}/steps_to_target.{ext}",
+            caption="steps_to_target",
+            category="1. Sweeps and comparisons",
+            subcategory="{group}",
+            labels={"figure": "steps to target vs. batch size"},
+        ),
+    log:
+        "results/logs/plot_steps_to_target/{group}.log",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        title=lambda wildcards: rst_text(FIGURE_GROUPS[wildcards.group][0]),
+        targets=TARGETS,
+        window=config["target_window"],
+        dpi=config["figures"]["dpi"],
+        code=code_digest("plot_scaling"),
+    script:
+        "../scripts/plot_scaling.py"
+
+
+rule plot_noise_scale:
+    input:
+        infos=lambda wildcards: run_files(FIGURE_GROUPS[wildcards.group][1], "run.json"),
+    output:
+        figure(
+            "results/figures/{group}/noise_scale.{ext}",
+            caption="noise_scale",
+            category="1. Sweeps and comparisons",
+            subcategory="{group}",
+            labels={"figure": "gradient noise scales"},
+        ),
+    log:
+        "results/logs/plot_noise_scale/{group}.log",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        title=lambda wildcards: rst_text(FIGURE_GROUPS[wildcards.group][0]),
+        dpi=config["figures"]["dpi"],
+        code=code_digest("plot_scaling"),
+    script:
+        "../scripts/plot_scaling.py"
+
+
+rule plot_train_size:
+    input:
+        infos=lambda wildcards: run_files(FIGURE_GROUPS[wildcards.group][1], "run.json"),
+        optima=lambda wildcards: [
+            optimum_file(run) for run in FIGURE_GROUPS[wildcards.group][1]
+        ],
+    output:
+        figure(
+            "results/figures/{group}/train_size.{ext}",
+            caption="train_size",
+            category="1. Sweeps and comparisons",
+            subcategory="{group}",
+            labels={"figure": "accuracy vs. training-set size"},
+        ),
+    log:
+        "results/logs/plot_train_size/{group}.log",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        title=lambda wildcards: rst_text(FIGURE_GROUPS[wildcards.group][0]),
+        dpi=config["figures"]["dpi"],
+        code=code_digest("plot_scaling"),
+    script:
+        "../scripts/plot_scaling.py"

@@ -18,8 +18,11 @@ from mnist_sgd.scaling import batch_scaling, critical_batch  # noqa: E402
 from mnist_sgd.summary import by_config, summarize, write_summary  # noqa: E402
 
 output, params, inputs = snakemake.output, snakemake.params, snakemake.input
+
+
 def targets_of(dataset):
     return params.targets.get(dataset, [])
+
 
 table = summarize(inputs.infos, params.sweeps, None, inputs.optima, inputs.metrics, targets_of, params.window)
 write_summary(table, output.csv, output.html)

@@ -1,0 +1,180 @@
+"""Figures of the batch-size and training-set-size analysis (mnist_sgd.scaling, mnist_sgd.noise): steps
+and examples to a target against batch size, the gradient noise scales along training, and test
+accuracy against training-set size. Each reads a summary table of its group's runs
+(mnist_sgd.summary.summarize), so it draws at 4 runs as at 200."""
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm
+
+from .plots import OPTIMUM_STYLE, as_written, save
+from .scaling import PROBLEM
+from .study import dataset_title, training_set_name
+
+
+def problem_label(problem, several_datasets=True):
+    """How a legend names a training problem (mnist_sgd.scaling.PROBLEM values)."""
+    dataset, impl, sampling, train_size = problem
+    parts = [dataset_title(dataset)] if several_datasets else []
+    parts += [f"{int(train_size)} images", impl]
+    if sampling != "with_replacement":
+        parts.append(sampling)
+    return ", ".join(parts)
+
+
+def _message(ax, text):
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, wrap=True)
+
+
+def plot_steps_to_target(scaling, fits, title, paths, dpi=150):
+    """Steps (left) and examples (right) to each target against batch size, log-log: for each training
+    problem and target, the best learning rate's mean over seeds with a min-max band, the fit of
+    S = S_min (1 + B_crit / B) (dashed), perfect scaling from the smallest batch size (dotted, slope -1
+    on the left, flat on the right), and the measured B_noise at the start and at the end of training
+    (vertical lines), beside B_crit in the legend."""
+    fig, (steps_ax, examples_ax) = plt.subplots(1, 2, figsize=(13, 5), layout="constrained")
+    curves = scaling.dropna(subset=["steps_mean"])
+    fits = fits.set_index(PROBLEM + ["target"]) if len(fits) else fits
+    several = curves["dataset"].nunique() > 1
+    handles = []
+    for color, (key, curve) in zip(plt.get_cmap("tab10").colors, curves.groupby(PROBLEM + ["target"], sort=True)):
+        b = curve["batch_size"].to_numpy(float)
+        steps, low, high = (curve[c].to_numpy(float) for c in ("steps_mean", "steps_min", "steps_max"))
+        label = f"{problem_label(key[:-1], several)}: target {key[-1]:g}"
+        fit = fits.loc[key] if key in fits.index else None
+        if fit is not None and np.isfinite(fit["b_crit"]):
+            spread = f" ± {fit['b_crit_std']:.2g}" if np.isfinite(fit["b_crit_std"]) else ""
+            label += f"; B_crit = {fit['b_crit']:.3g}{spread}"
+        perfect = steps[0] * b[0] / b  # steps halve as the batch doubles: examples stay those of the smallest
+        for ax, scale in ((steps_ax, 1), (examples_ax, b)):
+            ax.plot(b, steps * scale, "o-", color=color, linewidth=1.2, markersize=4)
+            if (high > low).any():
+                ax.fill_between(b, low * scale, high * scale, color=color, alpha=0.2, linewidth=0)
+            ax.plot(b, perfect * scale, ":", color="grey", linewidth=1)
+        handles.append(plt.Line2D([], [], color=color, marker="o", label=label))
+        if fit is not None and np.isfinite(fit["b_crit"]):
+            dense = np.geomspace(b.min(), b.max(), 100)
+            fitted = fit["s_min"] * (1 + fit["b_crit"] / dense)
+            steps_ax.plot(dense, fitted, "--", color=color, linewidth=1)
+            examples_ax.plot(dense, fitted * dense, "--", color=color, linewidth=1)
+        for when, style in (("start", "-."), ("end", (0, (1, 3)))):
+            value = fit[f"b_noise_{when}"] if fit is not None else math.nan
+            if np.isfinite(value):
+                for ax in (steps_ax, examples_ax):
+                    ax.axvline(value, color=color, linestyle=style, linewidth=1)
+    steps_ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="steps to the target (best learning rate)")
+    examples_ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="examples to the target (steps x batch)")
+    if not handles:
+        for ax in (steps_ax, examples_ax):
+            _message(ax, "no batch size reached a target with every seed")
+    handles += [
+        plt.Line2D([], [], color="grey", linestyle=":", label="perfect scaling from the smallest batch"),
+        plt.Line2D([], [], color="black", linestyle="--", label="fit S = S_min (1 + B_crit / B)"),
+        plt.Line2D([], [], color="black", linestyle="-.", label="B_noise at the start (W = 0)"),
+        plt.Line2D([], [], color="black", linestyle=(0, (1, 3)), label="B_noise at the end (median of those runs)"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
+    what = "steps and examples to a target test accuracy; lines: mean over seeds, bands: min to max"
+    fig.suptitle(as_written(f"{title}: {what}", fig.get_figwidth()))
+    save(fig, paths, dpi)
+
+
+def plot_noise_scales(records, title, paths, dpi=150):
+    """B_simple (left) and B_noise (right) against iteration (log, 0 the start), one line per
+    configuration (the median over its seeds), coloured by batch size. `records`: (batch size, learning
+    rate, [noise_scale record of each seed])."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained", sharex=True)
+    batch_sizes = sorted({b for b, _, _ in records})
+    norm = LogNorm(min(batch_sizes), max(batch_sizes)) if len(batch_sizes) > 1 else None
+    cmap = plt.get_cmap("viridis")
+    rates = {lr for _, lr, _ in records}
+    for batch_size, lr, seeds in records:
+        color = cmap(0.9 * norm(batch_size)) if norm else "tab:blue"
+        iterations = seeds[0]["iteration"]
+        for ax, scale in zip(axes, ("b_simple", "b_noise")):
+            values = np.array(
+                [[np.nan if v is None else v for v in seed[scale]] for seed in seeds if seed["iteration"] == iterations]
+            )
+            ax.plot(
+                iterations, np.nanmedian(values, axis=0), color=color, linewidth=1, alpha=0.8 if len(rates) > 1 else 1
+            )
+    for ax, name in zip(axes, ("B_simple = tr(Σ) / |G|²", "B_noise = tr(HΣ) / GᵀHG")):
+        ax.set(xscale="symlog", yscale="log", xlabel="iteration (0: the start, W = 0)", ylabel="examples", title=name)
+        ax.set_xlim(left=0)
+    if norm:
+        mappable = plt.cm.ScalarMappable(norm=LogNorm(min(batch_sizes), max(batch_sizes) / 0.9), cmap=cmap)
+        fig.colorbar(mappable, ax=axes, label="batch size", shrink=0.9)
+    every = f"; one line per configuration ({len(rates)} learning rates)" if len(rates) > 1 else ""
+    fig.suptitle(as_written(f"{title}: gradient noise scales over the training set, median over seeds{every}", 13))
+    save(fig, paths, dpi)
+
+
+def plot_train_size_curve(table, title, paths, dpi=150):
+    """Test accuracy against training-set size (log): SGD's final accuracy for each setting (mean over
+    seeds and subsets, band min to max), the exact least-squares optimum's, and on the right axis the
+    rank of each training set's images (how many independent pixel directions it spans)."""
+    fig, ax = plt.subplots(figsize=(10, 5.5), layout="constrained")
+    rank_ax = ax.twinx()
+    finished = table[table["status"].isin(["ok", "diverged"])].copy()
+    finished["batch"] = np.where(
+        finished["batch_size"] == finished["train_size"], "= size", finished["batch_size"].astype(str)
+    )
+    several = finished["dataset"].nunique() > 1
+    settings = ["dataset", "impl", "sampling", "batch", "lr", "iterations"]
+    colors = iter(plt.get_cmap("tab10").colors)
+    for dataset, runs in finished.groupby("dataset", sort=True):
+        for setting, line in runs.groupby(settings, sort=True):
+            color = next(colors)
+            stats = line.groupby("train_size")["final_test_accuracy"].agg(["mean", "min", "max"])
+            label = f"SGD, batch {setting[3]}, lr {setting[4]:g}, {setting[5]} iterations, {setting[1]}"
+            ax.plot(
+                stats.index,
+                stats["mean"],
+                "o-",
+                color=color,
+                markersize=4,
+                label=(f"{dataset_title(dataset)}: " if several else "") + label,
+            )
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2, linewidth=0)
+        if runs["optimum_test_accuracy"].notna().any():
+            sets = runs.assign(training_set=runs["run"].map(training_set_name)).drop_duplicates("training_set")
+            optimum = sets.groupby("train_size")[["optimum_test_accuracy", "optimum_rank"]]
+            best = optimum.agg(["mean", "min", "max"])
+            sizes = best.index
+            name = (f"{dataset_title(dataset)}: " if several else "") + "least-squares optimum (minimum norm)"
+            ax.plot(
+                sizes,
+                best[("optimum_test_accuracy", "mean")],
+                color="black",
+                marker="s",
+                markersize=3,
+                label=name,
+                **OPTIMUM_STYLE,
+            )
+            ax.fill_between(
+                sizes,
+                best[("optimum_test_accuracy", "min")],
+                best[("optimum_test_accuracy", "max")],
+                color="black",
+                alpha=0.1,
+                linewidth=0,
+            )
+            rank_ax.plot(
+                sizes,
+                best[("optimum_rank", "mean")],
+                "^",
+                color="tab:grey",
+                markersize=5,
+                label="rank of the training images",
+            )
+    ax.set(xscale="log", ylim=(0, 1), xlabel="training-set size (images)", ylabel="test accuracy")
+    rank_ax.set(yscale="log", ylabel="rank (independent pixel directions)")
+    handles = ax.get_legend_handles_labels()[0] + rank_ax.get_legend_handles_labels()[0]
+    if handles:
+        ax.legend(handles=handles, loc="lower right", fontsize=8)
+    fig.suptitle(
+        as_written(f"{title}: test accuracy against training-set size; bands: min to max over seeds and subsets", 10)
+    )
+    save(fig, paths, dpi)
