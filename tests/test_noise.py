@@ -29,7 +29,8 @@ def brute_force(images, targets, weight):
 
 @pytest.mark.parametrize("rows, columns", [(300, 20), (12, 20)], ids=["more rows than pixels", "fewer"])
 @pytest.mark.parametrize("pixels", [True, False], ids=["uint8 pixels", "floats"])
-def test_noise_scales_equal_the_brute_force_from_per_example_gradients(rows, columns, pixels):
+def test_noise_scales_equal_the_brute_force_from_per_example_gradients(rows, columns, pixels, monkeypatch):
+    monkeypatch.setattr("mnist_sgd.noise.ROWS", 64)  # several blocks, the last one short
     generator = torch.Generator().manual_seed(rows)
     raw = torch.randint(0, 256, (rows, columns), generator=generator, dtype=torch.uint8)
     raw[:, 0] = 0  # a pixel that is dark in every image, as MNIST's border
@@ -41,11 +42,15 @@ def test_noise_scales_equal_the_brute_force_from_per_example_gradients(rows, col
         np.testing.assert_allclose(measured, brute_force(images, targets, weight), rtol=1e-4)
 
 
-def test_example_curvature_is_each_rows_quadratic_form_in_the_gram_matrix():
+def test_example_curvature_is_each_rows_quadratic_form_in_the_gram_matrix(monkeypatch):
+    monkeypatch.setattr("mnist_sgd.noise.CURVATURE_ROWS", 7)  # several blocks, the last one short
     images = torch.rand(30, 8, dtype=torch.float64)
-    for x in (images, images[:5]):  # both ways: the pixels' Gram matrix, and the images'
-        expected = torch.einsum("id,de,ie->i", x, x.T @ x / len(x), x)
-        torch.testing.assert_close(example_curvature(x), expected)
+    for x in (images, images[:5]):  # more images than pixels, and fewer
+        hessian = x.T @ x / len(x)
+        found = example_curvature(x)
+        torch.testing.assert_close(found.hessian, hessian.float())
+        torch.testing.assert_close(found.curvature, torch.einsum("id,de,ie->i", x, hessian, x).float())
+        torch.testing.assert_close(found.norms, (x * x).sum(dim=1).float())
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,14 @@ the full-batch gradient and Sigma = (1/N) sum_i g_i g_i^T - G G^T the per-exampl
     B_simple = tr(Sigma) / |G|^2,     tr(Sigma)   = (1/N) sum_i |x_i|^2 |r_i|^2 - |G|^2
     B_noise  = tr(H Sigma) / G^T H G, tr(H Sigma) = (1/N) sum_i q_i |r_i|^2 - G^T H G
 
-where q_i = x_i^T A x_i and G^T H G = ||X G||^2 / N. So, given q (a property of the training set,
-`example_curvature`, computed once with its optimum), each measurement is three passes of an
-(N x 784) x (784 x 10) product over the training set, in blocks: exact, and in bounded memory.
+where q_i = x_i^T A x_i and G^T H G = sum_c G_c^T A G_c. So, given A, q and |x_i|^2 (properties of
+the training set, `example_curvature`, computed once with its optimum), each measurement is one pass
+over the training set (R = X W - Y, then R^T X), in blocks: exact, and in bounded memory.
 torch's MSELoss scales every g_i (and G) by the same constant, which both ratios cancel.
 """
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,8 +24,9 @@ import torch
 from .data import as_images
 
 # Where a run measures them by default, besides the start (the config's noise_points).
-NOISE_POINTS = 10
-ROWS = 4096  # training rows per block of a measurement (16 MB of floats at 784 pixels)
+NOISE_POINTS = 8
+ROWS = 256  # training rows per block of a measurement: 0.8 MB of floats, in cache for both products
+CURVATURE_ROWS = 4096
 
 
 def measurement_iterations(iterations, points):
@@ -37,41 +39,56 @@ def measurement_iterations(iterations, points):
     return [0, *(int(t) for t in spaced)]
 
 
+@dataclass
+class Curvature:
+    """What a training set's noise scales need besides the weight, for its N images x_i (rows of X):
+    `hessian` A = X^T X / N (d x d), `curvature` q_i = x_i^T A x_i and `norms` |x_i|^2 (N each)."""
+
+    hessian: torch.Tensor
+    curvature: torch.Tensor
+    norms: torch.Tensor
+
+    def to(self, device):
+        return Curvature(*(tensor.to(device) for tensor in (self.hessian, self.curvature, self.norms)))
+
+
 def example_curvature(images):
-    """q_i = x_i^T (X^T X / N) x_i for each row x_i of `images` (N x d floats), in float64: the
-    curvature of the loss along example i. Through the smaller Gram matrix: X^T X (d x d) when N >= d,
-    q = rowsum((X A) * X); else K = X X^T (N x N), q_i = sum_j K_ij^2 / N."""
-    x = images.to(torch.float64)
-    n = x.shape[0]
-    if n >= x.shape[1]:
-        return ((x @ (x.T @ x)) * x).sum(dim=1) / n
-    kernel = x @ x.T
-    return (kernel * kernel).sum(dim=1) / n
+    """The Curvature of the training set `images` (N x d floats, or uint8 pixels), in float32, by
+    blocks of rows: two passes of an (N x d) x (d x d) product."""
+    n, d = images.shape
+    hessian = torch.zeros(d, d, dtype=torch.float64, device=images.device)
+    for start in range(0, n, CURVATURE_ROWS):
+        x = as_images(images[start : start + CURVATURE_ROWS]).float()
+        hessian += (x.T @ x).double()
+    hessian = (hessian / n).float()
+    curvature, norms = [], []
+    for start in range(0, n, CURVATURE_ROWS):
+        x = as_images(images[start : start + CURVATURE_ROWS]).float()
+        curvature.append(((x @ hessian) * x).sum(dim=1))
+        norms.append((x * x).sum(dim=1))
+    return Curvature(hessian, torch.cat(curvature), torch.cat(norms))
 
 
 def noise_scales(pixels, targets, weight, curvature):
     """(B_simple, B_noise) of the least-squares loss at `weight` (d x 10) over the training set
-    `pixels` (N x d, uint8 pixels or float images) with one-hot `targets` (N x 10); `curvature` is
-    the training set's `example_curvature`. NaN where the gradient is zero or not finite."""
+    `pixels` (N x d, uint8 pixels or float images) with one-hot `targets` (N x 10), whose Curvature is
+    `curvature`: one pass over the training set, in blocks small enough to stay in cache. NaN where the
+    gradient is zero or not finite."""
     n, device = pixels.shape[0], weight.device
     weight = weight.to(torch.float32)
-    gradient = torch.zeros(weight.shape, dtype=torch.float64, device=device)
-    squares = curved = torch.zeros((), dtype=torch.float64, device=device)
+    gradient_t = torch.zeros(weight.shape[::-1], dtype=torch.float64, device=device)  # (10, d): G^T
+    residual_norms = torch.empty(n, device=device)  # |r_i|^2
     for start in range(0, n, ROWS):
         x = as_images(pixels[start : start + ROWS])
         residual = x @ weight - targets[start : start + ROWS]
-        gradient += (x.T @ residual).double()
-        residual_norms = (residual * residual).sum(dim=1).double()
-        squares = squares + ((x * x).sum(dim=1).double() * residual_norms).sum()
-        curved = curved + (curvature[start : start + ROWS] * residual_norms).sum()
-    gradient /= n
-    flat = gradient.to(torch.float32)
-    along = torch.zeros((), dtype=torch.float64, device=device)  # ||X G||^2
-    for start in range(0, n, ROWS):
-        along = along + ((as_images(pixels[start : start + ROWS]) @ flat).double() ** 2).sum()
-    norm2, g_h_g = (gradient * gradient).sum(), along / n
-    b_simple = (squares / n - norm2) / norm2
-    b_noise = (curved / n - g_h_g) / g_h_g
+        gradient_t += (residual.T @ x).double()  # R^T X: the layout BLAS is fast at here
+        residual_norms[start : start + ROWS] = (residual * residual).sum(dim=1)
+    gradient = (gradient_t / n).T
+    residual_norms = residual_norms.double()
+    norm2 = (gradient * gradient).sum()
+    g_h_g = ((curvature.hessian.double() @ gradient) * gradient).sum()  # G^T H G, H = I_10 (x) A
+    b_simple = ((curvature.norms.double() * residual_norms).sum() / n - norm2) / norm2
+    b_noise = ((curvature.curvature.double() * residual_norms).sum() / n - g_h_g) / g_h_g
     return float(b_simple), float(b_noise)
 
 

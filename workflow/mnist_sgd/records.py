@@ -133,28 +133,31 @@ def _write_json(path, record):
         tmp.write_text(json.dumps(dataclasses.asdict(record), indent=2) + "\n")
 
 
-def write_curvature(path, curvature, training_set, data_sha256):
-    """Save a training set's example curvature (mnist_sgd.noise.example_curvature) as .npz, atomically,
-    with the training set's name and its data's digest, which `read_curvature` checks."""
+CURVATURE_ARRAYS = ("hessian", "curvature", "norms")  # mnist_sgd.noise.Curvature's, in its order
+
+
+def write_curvature(path, arrays, training_set, data_sha256):
+    """Save a training set's curvature (mnist_sgd.noise.Curvature: its CURVATURE_ARRAYS, float32) as
+    .npz, atomically, with the training set's name and its data's digest, which `read_curvature` checks."""
     with atomic_path(path) as tmp, open(tmp, "wb") as stream:
         np.savez(
             stream,
-            curvature=np.asarray(curvature, dtype=np.float64),
+            **{name: np.asarray(array, dtype=np.float32) for name, array in zip(CURVATURE_ARRAYS, arrays)},
             training_set=np.array(training_set),
             data_sha256=np.array(data_sha256 or ""),
         )
 
 
 def read_curvature(path, training_set, data_sha256, rows):
-    """The example curvature saved at `path` for `training_set` (`rows` images) of the data whose digest
+    """The CURVATURE_ARRAYS saved at `path` for `training_set` (`rows` images) of the data whose digest
     is `data_sha256`; None when the file is missing, unreadable, or for other data."""
     try:
         with np.load(path, allow_pickle=False) as saved:
             same = str(saved["training_set"]) == training_set and str(saved["data_sha256"]) == (data_sha256 or "")
-            curvature = saved["curvature"]
+            arrays = [saved[name] for name in CURVATURE_ARRAYS]
     except (OSError, ValueError, KeyError):
         return None
-    return curvature if same and curvature.shape == (rows,) else None
+    return arrays if same and arrays[1].shape == (rows,) else None
 
 
 def write_weights(path, weight):

@@ -3,15 +3,16 @@ and examples to a target against batch size, the gradient noise scales along tra
 accuracy against training-set size. Each reads a summary table of its group's runs
 (mnist_sgd.summary.summarize), so it draws at 4 runs as at 200."""
 
-import math
-
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
+from matplotlib.ticker import FuncFormatter
 
 from .plots import OPTIMUM_STYLE, as_written, save
 from .scaling import PROBLEM
 from .study import dataset_title, training_set_name
+
+PLAIN = FuncFormatter(lambda value, _: f"{value:g}")  # 1, 10, 1000 rather than 10^0, 10^1, 10^3
 
 
 def problem_label(problem, several_datasets=True):
@@ -38,7 +39,7 @@ def plot_steps_to_target(scaling, fits, title, paths, dpi=150):
     curves = scaling.dropna(subset=["steps_mean"])
     fits = fits.set_index(PROBLEM + ["target"]) if len(fits) else fits
     several = curves["dataset"].nunique() > 1
-    handles = []
+    handles, noise_drawn = [], set()
     for color, (key, curve) in zip(plt.get_cmap("tab10").colors, curves.groupby(PROBLEM + ["target"], sort=True)):
         b = curve["batch_size"].to_numpy(float)
         steps, low, high = (curve[c].to_numpy(float) for c in ("steps_mean", "steps_min", "steps_max"))
@@ -59,13 +60,23 @@ def plot_steps_to_target(scaling, fits, title, paths, dpi=150):
             fitted = fit["s_min"] * (1 + fit["b_crit"] / dense)
             steps_ax.plot(dense, fitted, "--", color=color, linewidth=1)
             examples_ax.plot(dense, fitted * dense, "--", color=color, linewidth=1)
-        for when, style in (("start", "-."), ("end", (0, (1, 3)))):
-            value = fit[f"b_noise_{when}"] if fit is not None else math.nan
-            if np.isfinite(value):
-                for ax in (steps_ax, examples_ax):
-                    ax.axvline(value, color=color, linestyle=style, linewidth=1)
+        if fit is not None and key[:-1] not in noise_drawn:  # a problem's B_noise: once, whatever its targets
+            noise_drawn.add(key[:-1])
+            measured = []
+            for when, style in (("start", "-."), ("end", (0, (1, 3)))):
+                value = fit[f"b_noise_{when}"]
+                if np.isfinite(value):
+                    measured.append(f"{when} {value:.3g}")
+                    for ax in (steps_ax, examples_ax):
+                        ax.axvline(value, color=color, linestyle=style, linewidth=1)
+            if measured:
+                handles.append(
+                    plt.Line2D([], [], color=color, linestyle="-.", label=f"B_noise measured: {', '.join(measured)}")
+                )
     steps_ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="steps to the target (best learning rate)")
     examples_ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="examples to the target (steps x batch)")
+    for ax in (steps_ax, examples_ax):
+        ax.xaxis.set_major_formatter(PLAIN)
     if not handles:
         for ax in (steps_ax, examples_ax):
             _message(ax, "no batch size reached a target with every seed")
@@ -73,7 +84,7 @@ def plot_steps_to_target(scaling, fits, title, paths, dpi=150):
         plt.Line2D([], [], color="grey", linestyle=":", label="perfect scaling from the smallest batch"),
         plt.Line2D([], [], color="black", linestyle="--", label="fit S = S_min (1 + B_crit / B)"),
         plt.Line2D([], [], color="black", linestyle="-.", label="B_noise at the start (W = 0)"),
-        plt.Line2D([], [], color="black", linestyle=(0, (1, 3)), label="B_noise at the end (median of those runs)"),
+        plt.Line2D([], [], color="black", linestyle=(0, (1, 3)), label="B_noise at the end (median of the runs drawn)"),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
     what = "steps and examples to a target test accuracy; lines: mean over seeds, bands: min to max"
@@ -103,6 +114,7 @@ def plot_noise_scales(records, title, paths, dpi=150):
     for ax, name in zip(axes, ("B_simple = tr(Σ) / |G|²", "B_noise = tr(HΣ) / GᵀHG")):
         ax.set(xscale="symlog", yscale="log", xlabel="iteration (0: the start, W = 0)", ylabel="examples", title=name)
         ax.set_xlim(left=0)
+        ax.xaxis.set_major_formatter(PLAIN)
     if norm:
         mappable = plt.cm.ScalarMappable(norm=LogNorm(min(batch_sizes), max(batch_sizes) / 0.9), cmap=cmap)
         fig.colorbar(mappable, ax=axes, label="batch size", shrink=0.9)
@@ -171,6 +183,8 @@ def plot_train_size_curve(table, title, paths, dpi=150):
             )
     ax.set(xscale="log", ylim=(0, 1), xlabel="training-set size (images)", ylabel="test accuracy")
     rank_ax.set(yscale="log", ylabel="rank (independent pixel directions)")
+    ax.xaxis.set_major_formatter(PLAIN)
+    rank_ax.yaxis.set_major_formatter(PLAIN)
     handles = ax.get_legend_handles_labels()[0] + rank_ax.get_legend_handles_labels()[0]
     if handles:
         ax.legend(handles=handles, loc="lower right", fontsize=8)

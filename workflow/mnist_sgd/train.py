@@ -23,7 +23,7 @@ import torch
 
 from . import __version__, gpus, steps
 from .data import NUM_CLASSES, NUM_FEATURES, DataError, as_images, load_cache, seeded_generator, training_set
-from .noise import NOISE_POINTS, NoiseRecorder, example_curvature
+from .noise import NOISE_POINTS, Curvature, NoiseRecorder, example_curvature
 from .records import Resolved, RunInfo, cpu_name, git_state, read_curvature, write_metrics, write_weights
 from .sgd import EVAL_BLOCK, SAMPLERS, UPDATERS, AccuracyRecorder
 from .study import DEVICES, ConfigError, TrainConfig, run_name, training_set_name
@@ -119,7 +119,7 @@ def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=N
     if noise_points:
         if curvature is None:
             log("computing the training set's example curvature for the noise scales (no saved one)")
-            curvature = example_curvature(as_images(images))
+            curvature = example_curvature(images)
         noise = NoiseRecorder(images, targets, curvature.to(device), config.iterations, noise_points)
 
     start = time.perf_counter()
@@ -234,8 +234,8 @@ def run(
     curvature = None
     if noise_points and curvature_path:
         rows = config.train_size or data.train_pixels.shape[0]
-        curvature = read_curvature(curvature_path, training_set_name(run_name(config)), data.sha256, rows)
-        curvature = None if curvature is None else torch.from_numpy(curvature)
+        arrays = read_curvature(curvature_path, training_set_name(run_name(config)), data.sha256, rows)
+        curvature = None if arrays is None else Curvature(*map(torch.from_numpy, arrays))
     setup_seconds = time.perf_counter() - start
     result = train(data, config, log, cuda_graphs, noise_points, curvature)
     write_metrics(metrics_path, result)
