@@ -85,3 +85,60 @@ def test_a_batch_size_by_learning_rate_grid_gets_small_multiples_and_a_heatmap(t
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     svg = (tmp_path / "heatmap.svg").read_text()
     assert "1 div." in svg and "learning rate" in svg and "batch size" in svg  # the diverged seed's cell says so
+
+
+def scaling_table(batch_sizes=(1, 4, 16, 64), seeds=(0, 1), train_sizes=(60000,), reached=True):
+    """A summary table (mnist_sgd.summary) of runs on S = 50 (1 + 16 / B) steps to 0.8, with noise scales."""
+    rows = []
+    for train_size in train_sizes:
+        for batch_size in batch_sizes:
+            for seed in seeds:
+                steps = 50 * (1 + 16 / batch_size) * (1 + 0.05 * seed) if reached else np.nan
+                name = "all" if train_size == 60000 else train_size
+                rows.append(
+                    dict(
+                        run=f"scratch/train{name}_batch{batch_size}_lr0.01_it1000_seed{seed}",
+                        status="ok",
+                        dataset="mnist",
+                        impl="scratch",
+                        sampling="with_replacement",
+                        train_size=train_size,
+                        batch_size=batch_size,
+                        lr=0.01,
+                        iterations=1000,
+                        eval_every=1,
+                        seed=seed,
+                        final_test_accuracy=0.8 + 0.01 * np.log10(train_size),
+                        optimum_test_accuracy=0.85,
+                        optimum_rank=min(train_size, 712),
+                        b_simple_start=9.0,
+                        b_noise_start=8.0,
+                        b_simple_end=30.0,
+                        b_noise_end=20.0,
+                        **{"steps_to_0.8": steps},
+                    )
+                )
+    return pd.DataFrame(rows)
+
+
+def test_the_scaling_figures_draw_the_fit_the_noise_scale_and_the_size_curve(tmp_path):
+    from mnist_sgd.scaling import batch_scaling, critical_batch
+    from mnist_sgd.scaling_plots import plot_noise_scales, plot_steps_to_target, plot_train_size_curve
+
+    table = scaling_table()
+    scaling = batch_scaling(table, lambda dataset: [0.8])
+    plot_steps_to_target(scaling, critical_batch(scaling, table), "Scaling", [tmp_path / "steps.svg"], dpi=40)
+    svg = (tmp_path / "steps.svg").read_text()
+    assert "B_crit = 16" in svg and "B_noise measured: start 8, end 20" in svg and "perfect scaling" in svg
+    # Nothing reached: the figure is still written, and says why it is empty.
+    table = scaling_table(reached=False)
+    scaling = batch_scaling(table, lambda dataset: [0.8])
+    plot_steps_to_target(scaling, critical_batch(scaling, table), "None", [tmp_path / "none.svg"], dpi=40)
+    assert "no batch size reached a target" in (tmp_path / "none.svg").read_text()
+    record = {"iteration": [0, 1, 10, 100], "b_simple": [9, 10, 20, None], "b_noise": [8, 9, 15, 30]}
+    plot_noise_scales([(1, 0.01, [record, record]), (64, 0.01, [record])], "Noise", [tmp_path / "noise.png"], dpi=40)
+    assert (tmp_path / "noise.png").read_bytes()[:4] == b"\x89PNG"
+    sizes = scaling_table(batch_sizes=(100,), train_sizes=(100, 1000, 10000, 60000))
+    plot_train_size_curve(sizes, "Sizes", [tmp_path / "sizes.svg"], dpi=40)
+    svg = (tmp_path / "sizes.svg").read_text()
+    assert "least-squares optimum" in svg and "rank of the training images" in svg and "batch 100" in svg

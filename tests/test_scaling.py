@@ -94,11 +94,16 @@ def table_of(runs):
 def test_the_best_learning_rate_needs_every_seed_and_ties_go_to_the_smaller():
     table = table_of(
         [
-            (1, 0.01, 0, 80, 10), (1, 0.01, 1, 90, 10),  # mean 85
-            (1, 0.03, 0, 40, 10), (1, 0.03, 1, None, 10),  # faster, but one seed never got there
-            (8, 0.01, 0, 30, 20), (8, 0.01, 1, 30, 20),  # a tie at 30...
-            (8, 0.03, 0, 20, 20), (8, 0.03, 1, 40, 20),  # ...with this one: the smaller lr wins
-            (64, 0.01, 0, None, 30), (64, 0.03, 0, None, 30),  # never reached
+            (1, 0.01, 0, 80, 10),
+            (1, 0.01, 1, 90, 10),  # mean 85
+            (1, 0.03, 0, 40, 10),
+            (1, 0.03, 1, None, 10),  # faster, but one seed never got there
+            (8, 0.01, 0, 30, 20),
+            (8, 0.01, 1, 30, 20),  # a tie at 30...
+            (8, 0.03, 0, 20, 20),
+            (8, 0.03, 1, 40, 20),  # ...with this one: the smaller lr wins
+            (64, 0.01, 0, None, 30),
+            (64, 0.03, 0, None, 30),  # never reached
         ]
     )
     scaling = batch_scaling(table, lambda dataset: [0.8]).set_index("batch_size")

@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from conftest import REPO, job_stats, make_workdir, snakemake, sweep, train_directly
+from mnist_sgd.noise import measurement_iterations
 from mnist_sgd.records import Optimum, RunInfo
+from mnist_sgd.scaling import steps_to_target
 from mnist_sgd.study import LOSS_SCALE, training_set_name
 
 RUNS = [
@@ -62,9 +64,10 @@ def test_every_expected_output_is_written(completed):
         + [
             f"{sweep}/{kind}"
             for sweep in ("batch_size", "train_size", "torch_optim")
-            for kind in ("curves", "final_accuracy")
+            for kind in ("curves", "final_accuracy", "noise_scale")
         ]
-        + ["wall_time"]
+        # two batch sizes on one training set: steps to target; two subset sizes are too few for a curve
+        + ["batch_size/steps_to_target", "wall_time"]
     )
     for figure in figures:
         assert (results / "figures" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -101,6 +104,23 @@ def test_summary_has_one_row_per_run_matching_its_metrics(completed):
         assert row.optimum_test_accuracy == optimum.test_accuracy
         assert row.optimum_train_loss == optimum.train_loss * LOSS_SCALE[row.impl]
         assert row.optimum_accuracy_gap == pytest.approx(optimum.test_accuracy - row.final_test_accuracy)
+        assert (row.optimum_rank, row.optimum_min_singular_value) == (optimum.rank, optimum.min_singular_value)
+        # The analysis columns (mnist_sgd.scaling, mnist_sgd.noise): the default targets of MNIST.
+        evaluated = metrics.dropna(subset=["test_accuracy"])
+        for target in (0.8, 0.84):
+            steps = steps_to_target(evaluated["iteration"], evaluated["test_accuracy"], target, window=21)
+            found = summary.set_index("run").loc[row.run, f"steps_to_{target:g}"]
+            assert found == steps if steps is not None else pd.isna(found)
+        noise = RunInfo.read(workdir / "results" / "runs" / row.run / "run.json").noise_scale
+        assert noise["iteration"] == measurement_iterations(40, 8) and noise["iteration"][-1] == 40
+        assert (row.b_noise_start, row.b_noise_end) == (noise["b_noise"][0], noise["b_noise"][-1])
+        assert 0 < row.noise_seconds < row.wall_seconds
+    # One row per batch size and target of the batch-size sweep's training set, and a fit that needs three.
+    scaling = pd.read_csv(workdir / "results" / "batch_scaling.csv")
+    on_all = scaling[scaling["train_size"] == 300]
+    assert sorted(zip(on_all["target"], on_all["batch_size"])) == [(0.8, 1), (0.8, 10), (0.84, 1), (0.84, 10)]
+    fits = pd.read_csv(workdir / "results" / "critical_batch.csv")
+    assert fits["b_crit"].isna().all() and (fits["n_batch_sizes"] <= 2).all()
 
 
 def test_a_run_through_the_workflow_equals_the_program_run_directly(completed, tmp_path):
@@ -134,7 +154,16 @@ def changed_config(workdir, change):
     return config
 
 
-FIGURES_ONLY = {"plot_run": 5, "plot_group": 3, "plot_wall_time": 1, "all": 1}
+FIGURES_ONLY = {
+    "plot_run": 5,
+    "plot_group": 3,
+    "plot_noise_scale": 3,
+    "plot_steps_to_target": 1,
+    "plot_wall_time": 1,
+    "all": 1,
+}
+# A new run of the batch-size sweep, and its figures: its own, its sweep's and the analysis.
+BATCH_SWEEP = {"plot_group": 1, "plot_noise_scale": 1, "plot_steps_to_target": 1}
 
 
 @pytest.mark.parametrize(
@@ -149,50 +178,73 @@ FIGURES_ONLY = {"plot_run": 5, "plot_group": 3, "plot_wall_time": 1, "all": 1}
                     "b1_vs_torch": {"runs": [{"sweep": "batch_size", "batch_size": 1}, {"sweep": "torch_optim"}]}
                 }
             ),
-            {"plot_group": 1, "all": 1},
+            {"plot_group": 1, "plot_noise_scale": 1, "all": 1},
         ),
-        (lambda c: c["sweeps"]["batch_size"].update(title="Batch sizes, again"), {"plot_group": 1, "all": 1}),
+        (lambda c: c["sweeps"]["batch_size"].update(title="Batch sizes, again"), {**BATCH_SWEEP, "all": 1}),
+        # Steps to target are read from the metrics: new targets retrain nothing.
+        (
+            lambda c: c.update(targets=[0.5, 0.6], target_window=5),
+            {"summarize": 1, "plot_wall_time": 1, "plot_steps_to_target": 1, "all": 1},
+        ),
     ],
-    ids=["dpi", "format", "style", "compared-runs", "title"],
+    ids=["dpi", "format", "style", "compared-runs", "title", "targets"],
 )
 def test_a_figure_option_redraws_only_the_figures_it_affects(completed, tmp_path, change, expected):
     workdir, _ = completed
     assert planned_jobs(workdir, changed_config(workdir, change), tmp_path) == expected
 
 
-TRAIN_ONE = {"train": 1, "plot_run": 1, "plot_group": 1, "summarize": 1, "plot_wall_time": 1, "all": 1}
+TRAIN_ONE = {
+    "train": 1,
+    "plot_run": 1,
+    "plot_group": 1,
+    "plot_noise_scale": 1,
+    "summarize": 1,
+    "plot_wall_time": 1,
+    "all": 1,
+}
+RETRAIN_ALL = {"train": 5, **FIGURES_ONLY, "summarize": 1}
 
 
 @pytest.mark.parametrize(
     "change, expected",
     [
-        (lambda c: c["sweeps"]["batch_size"]["batch_sizes"].append(20), TRAIN_ONE),
-        (lambda c: c["sweeps"]["train_size"]["train_sizes"].append(150), {**TRAIN_ONE, "optimum": 1}),
+        (lambda c: c["sweeps"]["batch_size"]["batch_sizes"].append(20), {**TRAIN_ONE, **BATCH_SWEEP}),
+        (
+            lambda c: c["sweeps"]["train_size"]["train_sizes"].append(150),
+            {**TRAIN_ONE, "optimum": 1, "plot_train_size": 1},  # three sizes: now a curve
+        ),
         (
             lambda c: c["sweeps"]["batch_size"].update(lr=0.02),
-            {**TRAIN_ONE, "train": 2, "plot_run": 2},
+            {**TRAIN_ONE, **BATCH_SWEEP, "train": 2, "plot_run": 2},
         ),
         (
             lambda c: c["sweeps"]["train_size"].update(iterations=30),
             {**TRAIN_ONE, "train": 2, "plot_run": 2},
         ),
         (lambda c: c["sweeps"]["torch_optim"].update(seeds=[2]), TRAIN_ONE),
+        # Where runs measure their noise scales is what they compute: every run trains again.
+        (lambda c: c.update(noise_points=3), RETRAIN_ALL),
     ],
-    ids=["batch-size", "subset-size", "lr", "iterations", "seed"],
+    ids=["batch-size", "subset-size", "lr", "iterations", "seed", "noise-points"],
 )
 def test_a_sweep_change_trains_only_that_sweeps_new_runs(completed, tmp_path, change, expected):
     workdir, _ = completed
     assert planned_jobs(workdir, changed_config(workdir, change), tmp_path) == expected
 
 
-RETRAIN_ALL = {"train": 5, **FIGURES_ONLY, "summarize": 1}
+ANALYSIS = {"summarize": 1, "plot_wall_time": 1, "plot_steps_to_target": 1, "plot_noise_scale": 3, "all": 1}
 
 
 @pytest.mark.parametrize(
     "module, expected",
     [
         ("plots", FIGURES_ONLY),
-        ("summary", {"summarize": 1, "plot_wall_time": 1, "all": 1}),
+        ("summary", ANALYSIS),
+        ("scaling", ANALYSIS),
+        ("scaling_plots", {"plot_steps_to_target": 1, "plot_noise_scale": 3, "all": 1}),
+        # the noise scales' code: what the runs measure, and the curvature the optima save for them
+        ("noise", {**RETRAIN_ALL, "optimum": 3}),
         ("sgd", RETRAIN_ALL),
         # imported only through mnist_sgd.train (the package's version) and through the rule's script
         ("__init__", RETRAIN_ALL),

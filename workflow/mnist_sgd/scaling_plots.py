@@ -3,6 +3,8 @@ and examples to a target against batch size, the gradient noise scales along tra
 accuracy against training-set size. Each reads a summary table of its group's runs
 (mnist_sgd.summary.summarize), so it draws at 4 runs as at 200."""
 
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
@@ -94,8 +96,8 @@ def plot_steps_to_target(scaling, fits, title, paths, dpi=150):
 
 def plot_noise_scales(records, title, paths, dpi=150):
     """B_simple (left) and B_noise (right) against iteration (log, 0 the start), one line per
-    configuration (the median over its seeds), coloured by batch size. `records`: (batch size, learning
-    rate, [noise_scale record of each seed])."""
+    configuration (the median over its seeds that measured to the end: a diverged seed's stop early),
+    coloured by batch size. `records`: (batch size, learning rate, [noise_scale record of each seed])."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained", sharex=True)
     batch_sizes = sorted({b for b, _, _ in records})
     norm = LogNorm(min(batch_sizes), max(batch_sizes)) if len(batch_sizes) > 1 else None
@@ -103,14 +105,15 @@ def plot_noise_scales(records, title, paths, dpi=150):
     rates = {lr for _, lr, _ in records}
     for batch_size, lr, seeds in records:
         color = cmap(0.9 * norm(batch_size)) if norm else "tab:blue"
-        iterations = seeds[0]["iteration"]
+        iterations = max((seed["iteration"] for seed in seeds), key=len)  # a diverged seed's are fewer
         for ax, scale in zip(axes, ("b_simple", "b_noise")):
             values = np.array(
                 [[np.nan if v is None else v for v in seed[scale]] for seed in seeds if seed["iteration"] == iterations]
             )
-            ax.plot(
-                iterations, np.nanmedian(values, axis=0), color=color, linewidth=1, alpha=0.8 if len(rates) > 1 else 1
-            )
+            with warnings.catch_warnings():  # an iteration where no seed's value was finite stays a gap
+                warnings.simplefilter("ignore", RuntimeWarning)
+                median = np.nanmedian(values, axis=0)
+            ax.plot(iterations, median, color=color, linewidth=1, alpha=0.8 if len(rates) > 1 else 1)
     for ax, name in zip(axes, ("B_simple = tr(Σ) / |G|²", "B_noise = tr(HΣ) / GᵀHG")):
         ax.set(xscale="symlog", yscale="log", xlabel="iteration (0: the start, W = 0)", ylabel="examples", title=name)
         ax.set_xlim(left=0)
