@@ -50,6 +50,11 @@ def plot_steps_to_target(scaling, fits, title, paths, dpi=150):
         if fit is not None and np.isfinite(fit["b_crit"]):
             spread = f" ± {fit['b_crit_std']:.2g}" if np.isfinite(fit["b_crit_std"]) else ""
             label += f"; B_crit = {fit['b_crit']:.3g}{spread}"
+        if fit is not None and np.isfinite(fit["b_noise_end"]):
+            # At the end of the runs drawn (the best learning rate's, per batch size): a curve's own.
+            label += f"; B_noise at the end {fit['b_noise_end']:.3g}"
+            for ax in (steps_ax, examples_ax):
+                ax.axvline(fit["b_noise_end"], color=color, linestyle=(0, (1, 3)), linewidth=1)
         perfect = steps[0] * b[0] / b  # steps halve as the batch doubles: examples stay those of the smallest
         for ax, scale in ((steps_ax, 1), (examples_ax, b)):
             ax.plot(b, steps * scale, "o-", color=color, linewidth=1.2, markersize=4)
@@ -62,23 +67,21 @@ def plot_steps_to_target(scaling, fits, title, paths, dpi=150):
             fitted = fit["s_min"] * (1 + fit["b_crit"] / dense)
             steps_ax.plot(dense, fitted, "--", color=color, linewidth=1)
             examples_ax.plot(dense, fitted * dense, "--", color=color, linewidth=1)
-        if fit is not None and key[:-1] not in noise_drawn:  # a problem's B_noise: once, whatever its targets
+        start = fit["b_noise_start"] if fit is not None else np.nan
+        if np.isfinite(start) and key[:-1] not in noise_drawn:  # at W = 0: the same for every target
             noise_drawn.add(key[:-1])
-            measured = []
-            for when, style in (("start", "-."), ("end", (0, (1, 3)))):
-                value = fit[f"b_noise_{when}"]
-                if np.isfinite(value):
-                    measured.append(f"{when} {value:.3g}")
-                    for ax in (steps_ax, examples_ax):
-                        ax.axvline(value, color=color, linestyle=style, linewidth=1)
-            if measured:
-                handles.append(
-                    plt.Line2D([], [], color=color, linestyle="-.", label=f"B_noise measured: {', '.join(measured)}")
-                )
+            for ax in (steps_ax, examples_ax):
+                ax.axvline(start, color=color, linestyle="-.", linewidth=1)
+            name = f"{problem_label(key[:-1], several)}: " if len(curves.groupby(PROBLEM)) > 1 else ""
+            handles.append(
+                plt.Line2D([], [], color=color, linestyle="-.", label=f"{name}B_noise at the start {start:.3g}")
+            )
     steps_ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="steps to the target (best learning rate)")
     examples_ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="examples to the target (steps x batch)")
     for ax in (steps_ax, examples_ax):
         ax.xaxis.set_major_formatter(PLAIN)
+    if len(curves):  # the perfect-scaling lines fall far below the data at large batches: not to scale
+        steps_ax.set_ylim(bottom=curves["steps_min"].min() / 3)
     if not handles:
         for ax in (steps_ax, examples_ax):
             _message(ax, "no batch size reached a target with every seed")
@@ -133,9 +136,10 @@ def plot_train_size_curve(table, title, paths, dpi=150):
     fig, ax = plt.subplots(figsize=(10, 5.5), layout="constrained")
     rank_ax = ax.twinx()
     finished = table[table["status"].isin(["ok", "diverged"])].copy()
-    finished["batch"] = np.where(
-        finished["batch_size"] == finished["train_size"], "= size", finished["batch_size"].astype(str)
-    )
+    # A sweep whose batch is its training-set size (the original study's) is one line, "batch = size".
+    finished["tied"] = finished["batch_size"] == finished["train_size"]
+    tied = finished.groupby(["dataset", "impl", "sampling", "lr", "iterations"])["tied"].transform("all")
+    finished["batch"] = np.where(tied, "= size", finished["batch_size"].astype(str))
     several = finished["dataset"].nunique() > 1
     settings = ["dataset", "impl", "sampling", "batch", "lr", "iterations"]
     colors = iter(plt.get_cmap("tab10").colors)
@@ -188,6 +192,7 @@ def plot_train_size_curve(table, title, paths, dpi=150):
     rank_ax.set(yscale="log", ylabel="rank (independent pixel directions)")
     ax.xaxis.set_major_formatter(PLAIN)
     rank_ax.yaxis.set_major_formatter(PLAIN)
+    rank_ax.yaxis.set_minor_formatter(PLAIN)
     handles = ax.get_legend_handles_labels()[0] + rank_ax.get_legend_handles_labels()[0]
     if handles:
         ax.legend(handles=handles, loc="lower right", fontsize=8)
