@@ -113,8 +113,8 @@ def test_adding_a_seed_trains_exactly_the_new_runs_and_redraws_what_holds_them(c
     result = snakemake(workdir, "-n", "--configfile", str(tmp_path / "more.yaml"))
     assert result.returncode == 0, result.stdout
     new = {"train": 4, "plot_run": 4}  # one per learning rate and data set
-    figures = {"plot_group": 1, "plot_learning_rate": 1, "summarize": 1, "plot_wall_time": 1, "all": 1}
-    assert job_stats(result.stdout) == {**new, **figures}
+    figures = {"plot_group": 1, "plot_learning_rate": 1, "plot_noise_scale": 1, "summarize": 1, "plot_wall_time": 1}
+    assert job_stats(result.stdout) == {**new, **figures, "all": 1}
 
 
 def test_the_report_names_the_data_sets_and_shows_the_new_figure_and_table(completed, tmp_path):

@@ -106,6 +106,7 @@ def test_a_config_file_of_ones_own_replaces_the_study_or_is_said_to_add_to_it(wo
         "optimum": 1,
         "plot_run": 1,
         "plot_group": 1,
+        "plot_noise_scale": 1,
         "summarize": 1,
         "plot_wall_time": 1,
         "all": 1,
@@ -121,7 +122,7 @@ def test_each_sweep_and_comparison_is_a_target_of_its_own(tmp_path):
     workdir = make_workdir(tmp_path, SWEEPS, {"formats": ["png"], "comparisons": COMPARISONS})
     data = {"download_mnist": 1, "format_mnist": 1}
     sweep = snakemake(workdir, "-n", "s")
-    figures = {"optimum": 1, "plot_group": 1}  # the runs all use the same training set
+    figures = {"optimum": 1, "plot_group": 1, "plot_noise_scale": 1}  # the runs all use the same training set
     assert job_stats(sweep.stdout) == {**data, "train": 1, "plot_run": 1, **figures, "s": 1}, sweep.stdout
     comparison = snakemake(workdir, "-n", "c")
     assert job_stats(comparison.stdout) == {**data, "train": 2, "plot_run": 2, **figures, "c": 1}

@@ -131,7 +131,7 @@ def test_each_training_job_goes_to_slurm_with_one_gpu_and_nothing_else_does(clus
     assert len(re.findall(r"has been submitted with SLURM jobid \d+ \(log: ", log)) == len(RUNS)
     assert log.count("\nrule train:") == len(RUNS) and "localrule train:" not in log
     for rule in LOCAL_RULES:
-        kind = "checkpoint" if rule == "format_mnist" else "rule"
+        kind = "checkpoint" if rule in ("format_mnist", "optimum") else "rule"
         assert f"local{kind} {rule}:" in log and f"\n{kind} {rule}:" not in log, rule
     jobs = sacct(cluster, run_id)
     assert len(jobs) == len(RUNS), jobs  # only the training jobs are in SLURM's records

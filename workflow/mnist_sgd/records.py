@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import pandas as pd
 
 from .files import atomic_path, write_text_atomic
 from .study import IMPLS, TrainConfig
@@ -24,6 +23,8 @@ METRIC_COLUMNS = ("iteration", "train_loss", "test_accuracy")
 
 def read_metrics(path):
     """A run's metrics CSV (`write_metrics`) as a DataFrame; test_accuracy NaN where not evaluated."""
+    import pandas as pd  # here, not at the top: a training job, which only writes records, need not load it
+
     return pd.read_csv(path, usecols=METRIC_COLUMNS)
 
 

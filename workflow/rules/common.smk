@@ -365,11 +365,17 @@ def drawn_run_by_run(runs):
 def scaling_figures(runs):
     """The analysis figures a group of `runs` supports (docs/scaling.md): steps to target where, on one
     training problem, it has two batch sizes or more and its data set has targets; the noise scales
-    where runs measure them; accuracy against training-set size where one data set has three sizes."""
+    where runs measure them; accuracy against training-set size where one data set has three sizes.
+    """
     problems, sizes = {}, {}
     for run in runs:
         params = parse_run(run)
-        problem = (params["dataset"], params["impl"], params["sampling"], params["train_size"])
+        problem = (
+            params["dataset"],
+            params["impl"],
+            params["sampling"],
+            params["train_size"],
+        )
         problems.setdefault(problem, set()).add(params["batch_size"])
         sizes.setdefault(params["dataset"], set()).add(params["train_size"])
     kinds = []
