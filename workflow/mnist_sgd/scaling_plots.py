@@ -97,35 +97,53 @@ def plot_steps_to_target(scaling, fits, title, paths, dpi=150):
     save(fig, paths, dpi)
 
 
+SCALES = {"b_simple": "B_simple = tr(Σ) / |G|²", "b_noise": "B_noise = tr(HΣ) / GᵀHG"}
+
+
 def plot_noise_scales(records, title, paths, dpi=150):
-    """B_simple (left) and B_noise (right) against iteration (log, 0 the start), one line per
-    configuration (the median over its seeds that measured to the end: a diverged seed's stop early),
-    coloured by batch size. `records`: (batch size, learning rate, [noise_scale record of each seed])."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained", sharex=True)
+    """B_simple and B_noise against iteration (log, 0 the start), one line per configuration (the
+    median over its seeds that measured to the end: a diverged seed's stop early), coloured by batch
+    size; with several learning rates, a column of the two per learning rate, so that each panel holds
+    one line per batch size. `records`: (batch size, learning rate, [noise_scale record of each seed])."""
+    rates = sorted({lr for _, lr, _ in records})
+    shape, size = ((1, 2), (13, 4.8)) if len(rates) == 1 else ((2, len(rates)), (3.3 * len(rates) + 1.5, 7.5))
+    fig, grid = plt.subplots(
+        *shape, figsize=size, layout="constrained", sharex=True, sharey="row" if len(rates) > 1 else False
+    )
+    axes = {
+        (scale, lr): grid.flat[i] if len(rates) == 1 else grid[i, j]
+        for j, lr in enumerate(rates)
+        for i, scale in enumerate(SCALES)
+    }
     batch_sizes = sorted({b for b, _, _ in records})
     norm = LogNorm(min(batch_sizes), max(batch_sizes)) if len(batch_sizes) > 1 else None
     cmap = plt.get_cmap("viridis")
-    rates = {lr for _, lr, _ in records}
     for batch_size, lr, seeds in records:
         color = cmap(0.9 * norm(batch_size)) if norm else "tab:blue"
         iterations = max((seed["iteration"] for seed in seeds), key=len)  # a diverged seed's are fewer
-        for ax, scale in zip(axes, ("b_simple", "b_noise")):
+        for scale in SCALES:
             values = np.array(
                 [[np.nan if v is None else v for v in seed[scale]] for seed in seeds if seed["iteration"] == iterations]
             )
             with warnings.catch_warnings():  # an iteration where no seed's value was finite stays a gap
                 warnings.simplefilter("ignore", RuntimeWarning)
                 median = np.nanmedian(values, axis=0)
-            ax.plot(iterations, median, color=color, linewidth=1, alpha=0.8 if len(rates) > 1 else 1)
-    for ax, name in zip(axes, ("B_simple = tr(Σ) / |G|²", "B_noise = tr(HΣ) / GᵀHG")):
-        ax.set(xscale="symlog", yscale="log", xlabel="iteration (0: the start, W = 0)", ylabel="examples", title=name)
+            axes[scale, lr].plot(iterations, median, color=color, linewidth=1)
+    for (scale, lr), ax in axes.items():
+        name = SCALES[scale] if len(rates) == 1 else f"{SCALES[scale].split(' =')[0]}, lr {lr:g}"
+        ax.set(xscale="symlog", yscale="log", title=name)
         ax.set_xlim(left=0)
         ax.xaxis.set_major_formatter(PLAIN)
+    for ax in grid.flat:
+        if ax.get_subplotspec().is_last_row():
+            ax.set_xlabel("iteration (0: the start, W = 0)")
+        if ax.get_subplotspec().is_first_col() or len(rates) == 1:
+            ax.set_ylabel("examples")
     if norm:
         mappable = plt.cm.ScalarMappable(norm=LogNorm(min(batch_sizes), max(batch_sizes) / 0.9), cmap=cmap)
-        fig.colorbar(mappable, ax=axes, label="batch size", shrink=0.9)
-    every = f"; one line per configuration ({len(rates)} learning rates)" if len(rates) > 1 else ""
-    fig.suptitle(as_written(f"{title}: gradient noise scales over the training set, median over seeds{every}", 13))
+        fig.colorbar(mappable, ax=grid, label="batch size", shrink=0.9)
+    names = "" if len(rates) == 1 else f"; rows: {SCALES['b_simple']} and {SCALES['b_noise']}"
+    fig.suptitle(as_written(f"{title}: gradient noise scales over the training set, median over seeds{names}", size[0]))
     save(fig, paths, dpi)
 
 
