@@ -93,7 +93,7 @@ def noise_scales(pixels, targets, weight, curvature):
 
 
 class NoiseRecorder:
-    """Measures a run's noise scales at `measurement_iterations` and keeps them for its record."""
+    """A run's noise scales, measured at its `measurement_iterations` (`iterations`), kept for its record."""
 
     def __init__(self, pixels, targets, curvature, iterations, points):
         self.pixels, self.targets, self.curvature = pixels, targets, curvature
@@ -102,9 +102,7 @@ class NoiseRecorder:
         self.seconds = 0.0
 
     def measure(self, done, weight):
-        """Measure at the weight after `done` steps, if the run measures there."""
-        if done not in self.iterations:
-            return
+        """Measure at `weight`, the weight after `done` steps (one of `iterations`)."""
         start = time.perf_counter()
         b_simple, b_noise = noise_scales(self.pixels, self.targets, weight, self.curvature)
         self.seconds += time.perf_counter() - start

@@ -60,8 +60,7 @@ def optimum(data, name, curvature_path=None):
     predictions = (data.test_images.to(torch.float64) @ weight).argmax(dim=1)
     seconds = time.perf_counter() - start
     if curvature_path is not None:
-        curvature = example_curvature(pixels)
-        write_curvature(curvature_path, (curvature.hessian, curvature.curvature, curvature.norms), name, data.sha256)
+        write_curvature(curvature_path, vars(example_curvature(pixels)), name, data.sha256)
     return Optimum(
         training_set=name,
         train_size=images.shape[0],

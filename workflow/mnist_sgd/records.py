@@ -134,31 +134,32 @@ def _write_json(path, record):
         tmp.write_text(json.dumps(dataclasses.asdict(record), indent=2) + "\n")
 
 
-CURVATURE_ARRAYS = ("hessian", "curvature", "norms")  # mnist_sgd.noise.Curvature's, in its order
+CURVATURE_ARRAYS = ("hessian", "curvature", "norms")  # the fields of mnist_sgd.noise.Curvature
 
 
 def write_curvature(path, arrays, training_set, data_sha256):
-    """Save a training set's curvature (mnist_sgd.noise.Curvature: its CURVATURE_ARRAYS, float32) as
-    .npz, atomically, with the training set's name and its data's digest, which `read_curvature` checks."""
+    """Save a training set's curvature (`arrays`: CURVATURE_ARRAYS by name, e.g. the fields of a
+    mnist_sgd.noise.Curvature) as float32 .npz, atomically, with the training set's name and its data's
+    digest, which `read_curvature` checks."""
     with atomic_path(path) as tmp, open(tmp, "wb") as stream:
         np.savez(
             stream,
-            **{name: np.asarray(array, dtype=np.float32) for name, array in zip(CURVATURE_ARRAYS, arrays)},
+            **{name: np.asarray(arrays[name], dtype=np.float32) for name in CURVATURE_ARRAYS},
             training_set=np.array(training_set),
             data_sha256=np.array(data_sha256 or ""),
         )
 
 
 def read_curvature(path, training_set, data_sha256, rows):
-    """The CURVATURE_ARRAYS saved at `path` for `training_set` (`rows` images) of the data whose digest
-    is `data_sha256`; None when the file is missing, unreadable, or for other data."""
+    """{name: array} of the CURVATURE_ARRAYS saved at `path` for `training_set` (`rows` images) of the
+    data whose digest is `data_sha256`; None when the file is missing, unreadable, or for other data."""
     try:
         with np.load(path, allow_pickle=False) as saved:
             same = str(saved["training_set"]) == training_set and str(saved["data_sha256"]) == (data_sha256 or "")
-            arrays = [saved[name] for name in CURVATURE_ARRAYS]
+            arrays = {name: saved[name] for name in CURVATURE_ARRAYS}
     except (OSError, ValueError, KeyError):
         return None
-    return arrays if same and arrays[1].shape == (rows,) else None
+    return arrays if same and arrays["curvature"].shape == (rows,) else None
 
 
 def write_weights(path, weight):

@@ -47,7 +47,8 @@ def plot_steps_to_target(scaling, fits, title, paths, dpi=150):
         steps, low, high = (curve[c].to_numpy(float) for c in ("steps_mean", "steps_min", "steps_max"))
         label = f"{problem_label(key[:-1], several)}: target {key[-1]:g}"
         fit = fits.loc[key] if key in fits.index else None
-        if fit is not None and np.isfinite(fit["b_crit"]):
+        fitted = fit is not None and np.isfinite(fit["b_crit"])
+        if fitted:
             spread = f" ± {fit['b_crit_std']:.2g}" if np.isfinite(fit["b_crit_std"]) else ""
             label += f"; B_crit = {fit['b_crit']:.3g}{spread}"
         if fit is not None and np.isfinite(fit["b_noise_end"]):
@@ -62,7 +63,7 @@ def plot_steps_to_target(scaling, fits, title, paths, dpi=150):
                 ax.fill_between(b, low * scale, high * scale, color=color, alpha=0.2, linewidth=0)
             ax.plot(b, perfect * scale, ":", color="grey", linewidth=1)
         handles.append(plt.Line2D([], [], color=color, marker="o", label=label))
-        if fit is not None and np.isfinite(fit["b_crit"]):
+        if fitted:
             dense = np.geomspace(b.min(), b.max(), 100)
             fitted = fit["s_min"] * (1 + fit["b_crit"] / dense)
             steps_ax.plot(dense, fitted, "--", color=color, linewidth=1)

@@ -74,11 +74,7 @@ def summary_row(info, run, sweeps=(), optimum=None):
     its gradient noise scales at the start and the end of training; with the Optimum of its training
     set, the optimum's loss (on the run's loss scale), test accuracy, rank and smallest singular value,
     and how far below that accuracy the run ended."""
-    fields = {
-        name: value
-        for name, value in vars(info).items()
-        if name not in ("params", "resolved", "noise_scale", "confusion")
-    }
+    fields = {name: value for name, value in vars(info).items() if name not in ("params", "resolved")}
     row = {"run": run, "sweeps": ";".join(sweeps), **vars(info.params), **vars(info.resolved), **fields}
     row.update(sampling=info.params.batch_sampling)
     if optimum is not None:

@@ -124,7 +124,7 @@ def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=N
 
     start = time.perf_counter()
     done = 0
-    if noise is not None:
+    if noise is not None:  # at the start, W = 0
         noise.measure(0, _full_weight(updater))
     cuts = noise.iterations if noise is not None else ()
     for indices, sizes in steps.chunks(batches, chunk, cuts):
@@ -145,7 +145,7 @@ def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=N
                 f"stopping (lr={config.lr} is too large for batch size {config.batch_size})"
             )
             break
-        if noise is not None:
+        if noise is not None and done in noise.iterations:
             noise.measure(done, _full_weight(updater))
         if done // log_every > first // log_every:
             log(_progress(done, config.iterations, losses, recorder, time.perf_counter() - start))
@@ -235,7 +235,7 @@ def run(
     if noise_points and curvature_path:
         rows = config.train_size or data.train_pixels.shape[0]
         arrays = read_curvature(curvature_path, training_set_name(run_name(config)), data.sha256, rows)
-        curvature = None if arrays is None else Curvature(*map(torch.from_numpy, arrays))
+        curvature = None if arrays is None else Curvature(**{k: torch.from_numpy(a) for k, a in arrays.items()})
     setup_seconds = time.perf_counter() - start
     result = train(data, config, log, cuda_graphs, noise_points, curvature)
     write_metrics(metrics_path, result)

@@ -14,6 +14,7 @@ from snakemake.utils import update_config, validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 from mnist_sgd.imports import PACKAGE, imports
+from mnist_sgd.scaling import PROBLEM
 from mnist_sgd.study import (
     BUILTIN_DATASETS,
     DATASET_NAME,
@@ -370,16 +371,11 @@ def scaling_figures(runs):
     problems, sizes = {}, {}
     for run in runs:
         params = parse_run(run)
-        problem = (
-            params["dataset"],
-            params["impl"],
-            params["sampling"],
-            params["train_size"],
-        )
+        problem = tuple(params[key] for key in PROBLEM)
         problems.setdefault(problem, set()).add(params["batch_size"])
         sizes.setdefault(params["dataset"], set()).add(params["train_size"])
     kinds = []
-    if any(len(b) > 1 and TARGETS.get(p[0]) for p, b in problems.items()):
+    if any(len(b) > 1 and TARGETS[problem[0]] for problem, b in problems.items()):
         kinds.append("steps_to_target")
     if config["noise_points"]:
         kinds.append("noise_scale")
