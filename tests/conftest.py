@@ -1,8 +1,10 @@
 """Shared fixtures: small MNIST-format data sets the tests write themselves."""
 
+import fcntl
 import gzip
 import hashlib
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -18,6 +20,9 @@ from mnist_sgd.train import TrainConfig
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from bench_workflow import copy_workflow  # noqa: E402  (one copy of the workflow for tests and benchmark)
+
+# Fixture `completed`: the small study, run once per session (test_workflow, test_reruns, test_recovery).
+pytest_plugins = ["small_study"]
 
 # The real MNIST (four IDX .gz files) beside the checkout; the slow tests use it when present.
 REAL_MNIST = Path(os.environ.get("MNIST_DIR", REPO.parent / "shared" / "mnist"))
@@ -149,6 +154,53 @@ def job_stats(output):
     table = output.split("Job stats:")[1].split("\n\n")[0]
     rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
     return {rule: int(count) for rule, count in rows if rule != "total"}
+
+
+# The modules that take longest, longest first (seconds alone, 2-core AMD EPYC): pytest-xdist hands whole
+# modules to its workers in collection order (--dist loadfile --no-loadscope-reorder), and a long module
+# that starts last ends the suite late. The SLURM module mostly waits on its cluster and on status queries.
+SLOWEST_FIRST = [
+    "test_slurm.py",  # 123
+    "test_real_mnist.py",  # 77
+    "test_faults.py",  # 78
+    "test_safety.py",  # 67
+    "test_workflow.py",  # 60, with test_reruns and test_recovery on one study built once
+    "test_reruns.py",
+    "test_recovery.py",
+    "test_dimensions.py",  # 60
+    "test_real_fashion_mnist.py",  # 26
+    "test_gpus.py",  # 18
+]
+
+
+def pytest_collection_modifyitems(items):
+    """Collect the slowest modules first (the rest keep their order)."""
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+def built_once(tmp_path_factory, name, build):
+    """(folder, what `build(folder)` returned): the folder built once per test session, whichever test
+    process asks first (pytest-xdist's workers share the parent of their base temp folders); the
+    others wait for it. A build that fails is tried again by the next caller. Copy the folder
+    (`copy_of`) before changing anything in it: other modules read it meanwhile."""
+    root = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = root.parent
+    folder, log = root / name, root / f"{name}.log"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not log.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            output = build(folder)
+            log.write_text(output)
+    return folder, log.read_text()
+
+
+def copy_of(folder, destination):
+    """A copy of a workflow folder (results, logs and Snakemake's records, times kept), to change at will."""
+    shutil.copytree(folder, destination, symlinks=True)
+    return destination
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""End to end: the real `snakemake` CLI on a copy of the workflow and a small MNIST the test writes."""
+"""End to end: the real `snakemake` CLI on the small study (tests/small_study.py), what it writes, and
+what it refuses before any job. What a change reruns: test_reruns; lost or damaged files: test_recovery."""
 
 import base64
 import os
@@ -11,42 +12,18 @@ import zipfile
 import pandas as pd
 import pytest
 import yaml
+from small_study import GROUPS, RUNS, changed_config
 
-from conftest import REPO, job_stats, make_workdir, snakemake, sweep, train_directly
+from conftest import REPO, make_workdir, snakemake, sweep, train_directly
 from mnist_sgd.noise import measurement_iterations
 from mnist_sgd.records import Optimum, RunInfo
 from mnist_sgd.scaling import steps_to_target
 from mnist_sgd.study import LOSS_SCALE, training_set_name
 
-RUNS = [
-    "scratch/trainall_batch1_lr0.01_it40_seed0",
-    "scratch/trainall_batch10_lr0.01_it40_seed0",
-    "scratch/train50_batch50_lr0.01_it40_seed0",
-    "scratch/train100_batch100_lr0.01_it40_seed0",
-    "torch/trainall_batch25_lr0.05_it40_seed1",
-]
-
-
-GROUPS = ("batch_size", "train_size", "torch_optim")
-SWEEPS = {
-    "batch_size": sweep(title="Batch sizes", batch_sizes=[1, 10]),
-    "train_size": sweep(title="Subsets", train_sizes=[50, 100], batch_sizes=["train_size"]),
-    "torch_optim": sweep(impl="torch", batch_sizes=[25], lr=0.05, seeds=[1]),
-}
-
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """A copy of the workflow configured for a small MNIST mirror, not yet run."""
-    return make_workdir(tmp_path_factory.mktemp("workflow"), SWEEPS, {"formats": ["png", "svg"], "dpi": 40})
-
-
-@pytest.fixture(scope="module")
-def completed(workdir):
-    """The workflow after `snakemake --cores 2 all`."""
-    result = snakemake(workdir, "--cores", "2", "all")
-    assert result.returncode == 0, result.stdout
-    return workdir, result.stdout
+def workdir(completed):
+    return completed[0]
 
 
 def test_every_expected_output_is_written(completed):
@@ -136,256 +113,43 @@ def test_a_second_run_has_nothing_to_do(completed):
     assert "Nothing to be done" in result.stdout
 
 
-def planned_jobs(workdir, config, tmp_path):
-    """Jobs per rule that `snakemake -n` schedules on the completed run under `config`."""
-    path = tmp_path / "changed.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    result = snakemake(workdir, "-n", "--configfile", str(path))
-    assert result.returncode == 0, result.stdout
-    return job_stats(result.stdout)
-
-
-def changed_config(workdir, change):
-    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
-    change(config)
-    return config
-
-
-FIGURES_ONLY = {
-    "plot_run": 5,
-    "plot_group": 3,
-    "plot_noise_scale": 3,
-    "plot_steps_to_target": 1,
-    "plot_wall_time": 1,
-    "all": 1,
-}
-# A new run of the batch-size sweep, and its figures: its own, its sweep's and the analysis.
-BATCH_SWEEP = {"plot_group": 1, "plot_noise_scale": 1, "plot_steps_to_target": 1}
-
-
-@pytest.mark.parametrize(
-    "change, expected",
-    [
-        (lambda c: c["figures"].update(dpi=50), FIGURES_ONLY),
-        (lambda c: c["figures"]["formats"].append("pdf"), FIGURES_ONLY),
-        (lambda c: c["figures"].update(smoothing=5), {"plot_group": 3, "all": 1}),
-        (
-            lambda c: c["figures"].update(
-                comparisons={
-                    "b1_vs_torch": {"runs": [{"sweep": "batch_size", "batch_size": 1}, {"sweep": "torch_optim"}]}
-                }
-            ),
-            {"plot_group": 1, "plot_noise_scale": 1, "all": 1},
-        ),
-        (lambda c: c["sweeps"]["batch_size"].update(title="Batch sizes, again"), {**BATCH_SWEEP, "all": 1}),
-        # Steps to target are read from the metrics: new targets retrain nothing.
-        (
-            lambda c: c.update(targets=[0.5, 0.6], target_window=5),
-            {"summarize": 1, "plot_wall_time": 1, "plot_steps_to_target": 1, "all": 1},
-        ),
-    ],
-    ids=["dpi", "format", "style", "compared-runs", "title", "targets"],
-)
-def test_a_figure_option_redraws_only_the_figures_it_affects(completed, tmp_path, change, expected):
+def test_every_job_writes_a_log_and_training_logs_progress(completed):
     workdir, _ = completed
-    assert planned_jobs(workdir, changed_config(workdir, change), tmp_path) == expected
-
-
-TRAIN_ONE = {
-    "train": 1,
-    "plot_run": 1,
-    "plot_group": 1,
-    "plot_noise_scale": 1,
-    "summarize": 1,
-    "plot_wall_time": 1,
-    "all": 1,
-}
-RETRAIN_ALL = {"train": 5, **FIGURES_ONLY, "summarize": 1}
-
-
-@pytest.mark.parametrize(
-    "change, expected",
-    [
-        (lambda c: c["sweeps"]["batch_size"]["batch_sizes"].append(20), {**TRAIN_ONE, **BATCH_SWEEP}),
-        (
-            lambda c: c["sweeps"]["train_size"]["train_sizes"].append(150),
-            {**TRAIN_ONE, "optimum": 1, "plot_train_size": 1},  # three sizes: now a curve
-        ),
-        (
-            lambda c: c["sweeps"]["batch_size"].update(lr=0.02),
-            {**TRAIN_ONE, **BATCH_SWEEP, "train": 2, "plot_run": 2},
-        ),
-        (
-            lambda c: c["sweeps"]["train_size"].update(iterations=30),
-            {**TRAIN_ONE, "train": 2, "plot_run": 2},
-        ),
-        (lambda c: c["sweeps"]["torch_optim"].update(seeds=[2]), TRAIN_ONE),
-        # Where runs measure their noise scales is what they compute: every run trains again.
-        (lambda c: c.update(noise_points=3), RETRAIN_ALL),
-    ],
-    ids=["batch-size", "subset-size", "lr", "iterations", "seed", "noise-points"],
-)
-def test_a_sweep_change_trains_only_that_sweeps_new_runs(completed, tmp_path, change, expected):
-    workdir, _ = completed
-    assert planned_jobs(workdir, changed_config(workdir, change), tmp_path) == expected
-
-
-ANALYSIS = {"summarize": 1, "plot_wall_time": 1, "plot_steps_to_target": 1, "plot_noise_scale": 3, "all": 1}
-
-
-@pytest.mark.parametrize(
-    "module, expected",
-    [
-        ("plots", FIGURES_ONLY),
-        ("summary", ANALYSIS),
-        ("scaling", ANALYSIS),
-        ("scaling_plots", {"plot_steps_to_target": 1, "plot_noise_scale": 3, "all": 1}),
-        # the noise scales' code: what the runs measure, and the curvature the optima save for them
-        ("noise", {**RETRAIN_ALL, "optimum": 3}),
-        ("sgd", RETRAIN_ALL),
-        # imported only through mnist_sgd.train (the package's version) and through the rule's script
-        ("__init__", RETRAIN_ALL),
-        ("study", {**RETRAIN_ALL, "optimum": 3}),
-        # the data code: the runs and optima, not the data (pinned by checksums, the cache by its version)
-        ("data", {**RETRAIN_ALL, "optimum": 3}),
-        ("optimum", {"optimum": 3, "plot_run": 5, "plot_group": 3, "summarize": 1, "plot_wall_time": 1, "all": 1}),
-    ],
-)
-def test_a_code_edit_reruns_exactly_the_rules_that_run_that_code(completed, tmp_path, module, expected):
-    workdir, _ = completed
-    source = workdir / "workflow" / "mnist_sgd" / f"{module}.py"
-    original = source.read_text()
-    try:
-        source.write_text(original + "\n# an edit\n")
-        assert planned_jobs(workdir, changed_config(workdir, lambda c: None), tmp_path) == expected
-    finally:
-        source.write_text(original)
-    result = snakemake(workdir, "-n", "all")
-    assert "Nothing to be done" in result.stdout, result.stdout
-
-
-def test_a_recreated_data_cache_with_the_same_content_retrains_nothing(completed):
-    workdir, _ = completed
-    cache = workdir / "results" / "data" / "mnist.pt"
-    before = cache.stat().st_mtime_ns, cache.read_bytes()
-    result = snakemake(workdir, "--cores", "1", "--forcerun", "format_mnist", "--", str(cache.relative_to(workdir)))
-    assert result.returncode == 0, result.stdout
-    assert cache.stat().st_mtime_ns > before[0] and cache.read_bytes() == before[1]
-    result = snakemake(workdir, "-n", "all")
-    assert "Nothing to be done" in result.stdout, result.stdout
-    # --summary agrees: every training output is up to date, with nothing planned.
-    summary = snakemake(workdir, "--summary", "all")
-    rows = [line.split("\t") for line in summary.stdout.splitlines() if line.startswith("results/runs/")]
-    assert len(rows) == 3 * len(RUNS), summary.stdout  # metrics.csv, run.json, weights.npy
-    assert all(row[-2:] == ["ok", "no update"] for row in rows), summary.stdout
-
-
-@pytest.mark.parametrize("title", ["'Batch sizes #2'", '"Batch: 1"', '"2024-01-01"'])
-def test_quoted_command_line_values_stay_the_strings_quoted(completed, title):
-    result = snakemake(completed[0], "-n", "--config", f"sweeps={{batch_size: {{title: {title}}}}}")
-    assert result.returncode == 0, result.stdout
-    assert job_stats(result.stdout) == {**BATCH_SWEEP, "all": 1}  # a new title, as written: redrawn
-
-
-def test_a_learning_rate_written_without_a_dot_is_the_number_it_means(completed, tmp_path):
-    """YAML 1.1 reads 1e-2 as a string; in a config file or on the command line it is 0.01, the
-    completed sweeps' learning rate."""
-    workdir, _ = completed
-    (tmp_path / "lr.yaml").write_text("sweeps:\n  batch_size:\n    lr: [1e-2]\n")
-    for options in (["--configfile", str(tmp_path / "lr.yaml")], ["--config", "sweeps={batch_size: {lr: 1E-2}}"]):
-        result = snakemake(workdir, "-n", *options)
-        assert "Nothing to be done" in result.stdout, result.stdout
-
-
-def copy_completed(completed, tmp_path):
-    """A copy of the completed workflow (results, logs and Snakemake's records), to change at will."""
-    workdir, _ = completed
-    copy = tmp_path / "copy"
-    shutil.copytree(workdir, copy, symlinks=True)
-    return copy
-
-
-def test_deleted_records_are_made_again_by_the_next_run_and_nothing_else_retrains(completed, tmp_path):
-    """Each of a run's records, and an optimum, deleted by hand (or lost to a full quota): the next `all`
-    makes them again, equal to what was lost, although the figures and summary drawn from them are there."""
-    workdir = copy_completed(completed, tmp_path)
-    results = workdir / "results"
-    deleted = [results / "runs" / run / name for run, name in zip(RUNS, ("metrics.csv", "run.json", "weights.npy"))]
-    deleted.append(results / "optimum" / "train100_seed0.json")
-    before = {p: p.read_bytes() for p in results.glob("runs/**/*") if p.is_file()}
-    for path in deleted:
-        path.unlink()
-    plan = job_stats(snakemake(workdir, "-n", "all").stdout)
-    assert plan["train"] == 3 and plan["optimum"] == 1, plan
-    result = snakemake(workdir, "--cores", "2", "all")
-    assert result.returncode == 0, result.stdout
-    assert all(path.exists() for path in deleted)
-    after = {p: p.read_bytes() for p in results.glob("runs/**/*") if p.is_file()}
-    assert after.keys() == before.keys()
-    # Remade records equal the lost ones (a run.json also records its timings), the others are untouched.
-    assert all(after[p] == content or p.suffix == ".json" for p, content in before.items())
-    assert pd.read_csv(results / "summary.csv")["status"].eq("ok").sum() == len(RUNS)
-    assert "Nothing to be done" in snakemake(workdir, "-n", "all").stdout
-
-
-@pytest.mark.parametrize("deleted", ["results/data/mnist.pt", "results/data"])
-def test_deleting_the_data_retrains_only_what_is_new_in_one_invocation(completed, tmp_path, deleted):
-    """The cache (or all the data) rebuilt from checksum-pinned files is the same data: the finished runs
-    stay finished; a run added meanwhile trains on it (snakemake#946 would retrain them all)."""
-    workdir = copy_completed(completed, tmp_path)
-    runs = workdir / "results" / "runs"
-    before = {p: p.read_bytes() for p in runs.glob("**/metrics.csv")}
-    shutil.rmtree(workdir / deleted) if deleted == "results/data" else (workdir / deleted).unlink()
-    config = changed_config(workdir, lambda c: c["sweeps"]["batch_size"]["batch_sizes"].append(20))
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    result = snakemake(workdir, "--cores", "2", "all")
-    assert result.returncode == 0, result.stdout
-    stats = job_stats(result.stdout)
-    assert stats["train"] == 1 and stats["format_mnist"] == 1 and "optimum" not in stats, result.stdout
-    assert stats.get("download_mnist", 0) == (1 if deleted == "results/data" else 0)
-    assert {p: p.read_bytes() for p in before} == before
-    assert (runs / "scratch/trainall_batch20_lr0.01_it40_seed0/metrics.csv").exists()
-    assert "Nothing to be done" in snakemake(workdir, "-n", "all").stdout
-
-
-def test_a_code_edit_with_the_cache_gone_retrains_on_a_cache_the_jobs_rebuild(completed, tmp_path):
-    workdir = copy_completed(completed, tmp_path)
-    (workdir / "results" / "data" / "mnist.pt").unlink()
-    with open(workdir / "workflow" / "mnist_sgd" / "sgd.py", "a") as source:
-        source.write("\n# an edit\n")
-    result = snakemake(workdir, "--cores", "2", "all")
-    assert result.returncode == 0, result.stdout
-    assert job_stats(result.stdout)["train"] == len(RUNS) and "format_mnist" not in job_stats(result.stdout)
-    logs = [(workdir / "results" / "logs" / "train" / f"{run}.log").read_text() for run in RUNS]
-    assert sum("mnist.pt: rebuilt" in log for log in logs) == 1  # once, by whichever job came first
+    logs = workdir / "results" / "logs"
+    expected = ["download_mnist/idx_files.log"]
+    expected += ["format_mnist/mnist.log", "summarize.log", "plot_wall_time.log"]
+    expected += [f"{rule}/{run}.log" for run in RUNS for rule in ("train", "plot_run")]
+    expected += [f"optimum/{name}.log" for name in ("trainall", "train50_seed0", "train100_seed0")]
+    expected += [f"{rule}/{sweep}.log" for sweep in GROUPS for rule in ("plot_group", "plot_noise_scale")]
+    expected += ["plot_steps_to_target/batch_size.log"]
+    assert sorted(p.relative_to(logs).as_posix() for p in logs.rglob("*.log")) == sorted(expected)
     for run in RUNS:
-        original = completed[0] / "results" / "runs" / run / "metrics.csv"
-        assert (workdir / "results" / "runs" / run / "metrics.csv").read_bytes() == original.read_bytes()
+        log = (logs / "train" / f"{run}.log").read_text()
+        assert "device=auto: using cpu" in log
+        assert "iteration 40/40  loss " in log and " it/s  eta 0.0 s" in log
+        assert "done (ok): final test accuracy " in log
 
 
-@pytest.mark.parametrize(
-    "damage, problem",
-    [
-        (lambda b: b[:4], "not an IDX images file (its header is 00000803)"),
-        (
-            lambda b: b[:4] + (256).to_bytes(4, "big") + b[8:],
-            "its header says 256 images of 28x28 pixels (200720 bytes), but it holds 235216 bytes: truncated or damaged",
-        ),
-    ],
-    ids=["truncated", "count"],
-)
-def test_a_damaged_raw_file_is_named_with_the_fix_by_every_planning_call(completed, tmp_path, damage, problem):
-    workdir = copy_completed(completed, tmp_path)
-    raw = workdir / "results" / "data" / "raw" / "train-images-idx3-ubyte"
-    raw.write_bytes(damage(raw.read_bytes()))
-    for args in (["-n"], ["--cores", "1", "all"]):
-        result = snakemake(workdir, *args)
-        assert result.returncode != 0 and "Job stats" not in result.stdout
-        assert f"results/data/raw/train-images-idx3-ubyte: {problem}; delete it, and the workflow fetches" in (
-            result.stdout
-        ), result.stdout
-    raw.unlink()  # the fix the message gives
-    assert "Nothing to be done" in snakemake(workdir, "-n", "all").stdout
+def test_the_report_holds_every_figure_with_its_caption_and_the_summary(completed, tmp_path):
+    workdir, _ = completed
+    assert snakemake(workdir, "--report", str(tmp_path / "report.html")).returncode == 0
+    assert snakemake(workdir, "--report", str(tmp_path / "report.zip")).returncode == 0
+    html = (tmp_path / "report.html").read_text()
+    figures = sorted((workdir / "results" / "figures").rglob("*.png"))
+    # each run's three, each group's curves, final accuracy and noise scales, steps to target, wall time
+    assert len(figures) == 5 * 3 + 3 * 3 + 1 + 1
+    for path in figures:  # self-contained: every figure is embedded
+        assert base64.b64encode(path.read_bytes()).decode()[:2000] in html, path
+    assert "learning rate 0.05" in html and "seed 1" in html  # a run's caption names its parameters
+    assert "Batch sizes: training loss" in html and "Subsets: test accuracy at the last iteration" in html
+    assert "Minibatch SGD for a linear least-squares MNIST classifier" in html  # the methods text
+    with zipfile.ZipFile(tmp_path / "report.zip") as archive:
+        members = {n: archive.read(n) for n in archive.namelist() if "/data/raw/" in n}
+    assert len(members) == len(figures) + 2  # every figure and the two summary tables, nothing else
+    for path in figures:
+        assert path.read_bytes() in members.values(), path
+    table = next(content for name, content in members.items() if name.endswith("/summary.html")).decode()
+    assert "<table" in table and all(run in table for run in RUNS)
 
 
 def test_training_jobs_never_outnumber_the_cpus_whatever_cores_says(workdir):
@@ -558,42 +322,3 @@ def test_a_bad_config_file_fails_before_any_job(completed, tmp_path, change, mes
     assert result.returncode != 0
     assert message in result.stdout, result.stdout
     assert "Job stats" not in result.stdout
-
-
-def test_every_job_writes_a_log_and_training_logs_progress(completed):
-    workdir, _ = completed
-    logs = workdir / "results" / "logs"
-    expected = ["download_mnist/idx_files.log"]
-    expected += ["format_mnist/mnist.log", "summarize.log", "plot_wall_time.log"]
-    expected += [f"{rule}/{run}.log" for run in RUNS for rule in ("train", "plot_run")]
-    expected += [f"optimum/{name}.log" for name in ("trainall", "train50_seed0", "train100_seed0")]
-    expected += [f"{rule}/{sweep}.log" for sweep in GROUPS for rule in ("plot_group", "plot_noise_scale")]
-    expected += ["plot_steps_to_target/batch_size.log"]
-    assert sorted(p.relative_to(logs).as_posix() for p in logs.rglob("*.log")) == sorted(expected)
-    for run in RUNS:
-        log = (logs / "train" / f"{run}.log").read_text()
-        assert "device=auto: using cpu" in log
-        assert "iteration 40/40  loss " in log and " it/s  eta 0.0 s" in log
-        assert "done (ok): final test accuracy " in log
-
-
-def test_the_report_holds_every_figure_with_its_caption_and_the_summary(completed, tmp_path):
-    workdir, _ = completed
-    assert snakemake(workdir, "--report", str(tmp_path / "report.html")).returncode == 0
-    assert snakemake(workdir, "--report", str(tmp_path / "report.zip")).returncode == 0
-    html = (tmp_path / "report.html").read_text()
-    figures = sorted((workdir / "results" / "figures").rglob("*.png"))
-    # each run's three, each group's curves, final accuracy and noise scales, steps to target, wall time
-    assert len(figures) == 5 * 3 + 3 * 3 + 1 + 1
-    for path in figures:  # self-contained: every figure is embedded
-        assert base64.b64encode(path.read_bytes()).decode()[:2000] in html, path
-    assert "learning rate 0.05" in html and "seed 1" in html  # a run's caption names its parameters
-    assert "Batch sizes: training loss" in html and "Subsets: test accuracy at the last iteration" in html
-    assert "Minibatch SGD for a linear least-squares MNIST classifier" in html  # the methods text
-    with zipfile.ZipFile(tmp_path / "report.zip") as archive:
-        members = {n: archive.read(n) for n in archive.namelist() if "/data/raw/" in n}
-    assert len(members) == len(figures) + 2  # every figure and the two summary tables, nothing else
-    for path in figures:
-        assert path.read_bytes() in members.values(), path
-    table = next(content for name, content in members.items() if name.endswith("/summary.html")).decode()
-    assert "<table" in table and all(run in table for run in RUNS)

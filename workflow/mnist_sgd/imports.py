@@ -6,6 +6,7 @@ third-party packages it imports.
 """
 
 import ast
+import functools
 import sys
 from pathlib import Path
 
@@ -18,23 +19,29 @@ def imports(path):
     modules, third_party = set(), set()
     pending = [Path(path)]
     while pending:
-        for node in ast.walk(ast.parse(pending.pop().read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):  # level 1: `from .x import y` inside the package
-                module = node.module if node.level == 0 else ".".join(filter(None, ("mnist_sgd", node.module)))
-                names = [module]
-                if module == "mnist_sgd":  # `from mnist_sgd import plots`: the names that are its modules
-                    names += [f"{module}.{a.name}" for a in node.names if (PACKAGE / f"{a.name}.py").exists()]
-            else:
-                continue
-            for name in names:
-                top, _, stem = name.partition(".")
-                if top == "mnist_sgd":
-                    stem = stem or "__init__"
-                    if stem not in modules:
-                        modules.add(stem)
-                        pending.append(PACKAGE / f"{stem}.py")
-                elif top not in sys.stdlib_module_names:
-                    third_party.add(top)
+        for name in _imported_names(pending.pop()):
+            top, _, stem = name.partition(".")
+            if top == "mnist_sgd":
+                stem = stem or "__init__"
+                if stem not in modules:
+                    modules.add(stem)
+                    pending.append(PACKAGE / f"{stem}.py")
+            elif top not in sys.stdlib_module_names:
+                third_party.add(top)
     return modules, third_party
+
+
+@functools.cache
+def _imported_names(path):
+    """The module names one file imports (`mnist_sgd.x` for the package's own), each file parsed once
+    per process: planning asks for every rule's script, and the scripts share their modules."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):  # level 1: `from .x import y` inside the package
+            module = node.module if node.level == 0 else ".".join(filter(None, ("mnist_sgd", node.module)))
+            names.append(module)
+            if module == "mnist_sgd":  # `from mnist_sgd import plots`: the names that are its modules
+                names += [f"{module}.{a.name}" for a in node.names if (PACKAGE / f"{a.name}.py").exists()]
+    return tuple(names)

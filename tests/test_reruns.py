@@ -1,0 +1,152 @@
+"""What a change of the config, the code or the data cache plans and reruns on the small study
+(tests/small_study.py): exactly the jobs whose results it changes."""
+
+import pytest
+from small_study import RUNS, changed_config, planned_jobs
+
+from conftest import job_stats, snakemake
+
+FIGURES_ONLY = {
+    "plot_run": 5,
+    "plot_group": 3,
+    "plot_noise_scale": 3,
+    "plot_steps_to_target": 1,
+    "plot_wall_time": 1,
+    "all": 1,
+}
+# A new run of the batch-size sweep, and its figures: its own, its sweep's and the analysis.
+BATCH_SWEEP = {"plot_group": 1, "plot_noise_scale": 1, "plot_steps_to_target": 1}
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda c: c["figures"].update(dpi=50), FIGURES_ONLY),
+        (lambda c: c["figures"]["formats"].append("pdf"), FIGURES_ONLY),
+        (lambda c: c["figures"].update(smoothing=5), {"plot_group": 3, "all": 1}),
+        (
+            lambda c: c["figures"].update(
+                comparisons={
+                    "b1_vs_torch": {"runs": [{"sweep": "batch_size", "batch_size": 1}, {"sweep": "torch_optim"}]}
+                }
+            ),
+            {"plot_group": 1, "plot_noise_scale": 1, "all": 1},
+        ),
+        (lambda c: c["sweeps"]["batch_size"].update(title="Batch sizes, again"), {**BATCH_SWEEP, "all": 1}),
+        # Steps to target are read from the metrics: new targets retrain nothing.
+        (
+            lambda c: c.update(targets=[0.5, 0.6], target_window=5),
+            {"summarize": 1, "plot_wall_time": 1, "plot_steps_to_target": 1, "all": 1},
+        ),
+    ],
+    ids=["dpi", "format", "style", "compared-runs", "title", "targets"],
+)
+def test_a_figure_option_redraws_only_the_figures_it_affects(completed, tmp_path, change, expected):
+    workdir, _ = completed
+    assert planned_jobs(workdir, changed_config(workdir, change), tmp_path) == expected
+
+
+TRAIN_ONE = {
+    "train": 1,
+    "plot_run": 1,
+    "plot_group": 1,
+    "plot_noise_scale": 1,
+    "summarize": 1,
+    "plot_wall_time": 1,
+    "all": 1,
+}
+RETRAIN_ALL = {"train": 5, **FIGURES_ONLY, "summarize": 1}
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda c: c["sweeps"]["batch_size"]["batch_sizes"].append(20), {**TRAIN_ONE, **BATCH_SWEEP}),
+        (
+            lambda c: c["sweeps"]["train_size"]["train_sizes"].append(150),
+            {**TRAIN_ONE, "optimum": 1, "plot_train_size": 1},  # three sizes: now a curve
+        ),
+        (
+            lambda c: c["sweeps"]["batch_size"].update(lr=0.02),
+            {**TRAIN_ONE, **BATCH_SWEEP, "train": 2, "plot_run": 2},
+        ),
+        (
+            lambda c: c["sweeps"]["train_size"].update(iterations=30),
+            {**TRAIN_ONE, "train": 2, "plot_run": 2},
+        ),
+        (lambda c: c["sweeps"]["torch_optim"].update(seeds=[2]), TRAIN_ONE),
+        # Where runs measure their noise scales is what they compute: every run trains again.
+        (lambda c: c.update(noise_points=3), RETRAIN_ALL),
+    ],
+    ids=["batch-size", "subset-size", "lr", "iterations", "seed", "noise-points"],
+)
+def test_a_sweep_change_trains_only_that_sweeps_new_runs(completed, tmp_path, change, expected):
+    workdir, _ = completed
+    assert planned_jobs(workdir, changed_config(workdir, change), tmp_path) == expected
+
+
+ANALYSIS = {"summarize": 1, "plot_wall_time": 1, "plot_steps_to_target": 1, "plot_noise_scale": 3, "all": 1}
+
+
+@pytest.mark.parametrize(
+    "module, expected",
+    [
+        ("plots", FIGURES_ONLY),
+        ("summary", ANALYSIS),
+        ("scaling", ANALYSIS),
+        ("scaling_plots", {"plot_steps_to_target": 1, "plot_noise_scale": 3, "all": 1}),
+        # the noise scales' code: what the runs measure, and the curvature the optima save for them
+        ("noise", {**RETRAIN_ALL, "optimum": 3}),
+        ("sgd", RETRAIN_ALL),
+        # imported only through mnist_sgd.train (the package's version) and through the rule's script
+        ("__init__", RETRAIN_ALL),
+        ("study", {**RETRAIN_ALL, "optimum": 3}),
+        # the data code: the runs and optima, not the data (pinned by checksums, the cache by its version)
+        ("data", {**RETRAIN_ALL, "optimum": 3}),
+        ("optimum", {"optimum": 3, "plot_run": 5, "plot_group": 3, "summarize": 1, "plot_wall_time": 1, "all": 1}),
+    ],
+)
+def test_a_code_edit_reruns_exactly_the_rules_that_run_that_code(completed, tmp_path, module, expected):
+    workdir, _ = completed
+    source = workdir / "workflow" / "mnist_sgd" / f"{module}.py"
+    original = source.read_text()
+    try:
+        source.write_text(original + "\n# an edit\n")
+        assert planned_jobs(workdir, changed_config(workdir, lambda c: None), tmp_path) == expected
+    finally:
+        source.write_text(original)
+    result = snakemake(workdir, "-n", "all")
+    assert "Nothing to be done" in result.stdout, result.stdout
+
+
+def test_a_recreated_data_cache_with_the_same_content_retrains_nothing(completed):
+    workdir, _ = completed
+    cache = workdir / "results" / "data" / "mnist.pt"
+    before = cache.stat().st_mtime_ns, cache.read_bytes()
+    result = snakemake(workdir, "--cores", "1", "--forcerun", "format_mnist", "--", str(cache.relative_to(workdir)))
+    assert result.returncode == 0, result.stdout
+    assert cache.stat().st_mtime_ns > before[0] and cache.read_bytes() == before[1]
+    result = snakemake(workdir, "-n", "all")
+    assert "Nothing to be done" in result.stdout, result.stdout
+    # --summary agrees: every training output is up to date, with nothing planned.
+    summary = snakemake(workdir, "--summary", "all")
+    rows = [line.split("\t") for line in summary.stdout.splitlines() if line.startswith("results/runs/")]
+    assert len(rows) == 3 * len(RUNS), summary.stdout  # metrics.csv, run.json, weights.npy
+    assert all(row[-2:] == ["ok", "no update"] for row in rows), summary.stdout
+
+
+@pytest.mark.parametrize("title", ["'Batch sizes #2'", '"Batch: 1"', '"2024-01-01"'])
+def test_quoted_command_line_values_stay_the_strings_quoted(completed, title):
+    result = snakemake(completed[0], "-n", "--config", f"sweeps={{batch_size: {{title: {title}}}}}")
+    assert result.returncode == 0, result.stdout
+    assert job_stats(result.stdout) == {**BATCH_SWEEP, "all": 1}  # a new title, as written: redrawn
+
+
+def test_a_learning_rate_written_without_a_dot_is_the_number_it_means(completed, tmp_path):
+    """YAML 1.1 reads 1e-2 as a string; in a config file or on the command line it is 0.01, the
+    completed sweeps' learning rate."""
+    workdir, _ = completed
+    (tmp_path / "lr.yaml").write_text("sweeps:\n  batch_size:\n    lr: [1e-2]\n")
+    for options in (["--configfile", str(tmp_path / "lr.yaml")], ["--config", "sweeps={batch_size: {lr: 1E-2}}"]):
+        result = snakemake(workdir, "-n", *options)
+        assert "Nothing to be done" in result.stdout, result.stdout
