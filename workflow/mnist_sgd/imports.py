@@ -19,7 +19,7 @@ def imports(path):
     modules, third_party = set(), set()
     pending = [Path(path)]
     while pending:
-        for name in _imported_names(pending.pop()):
+        for name in _imported_names(pending.pop().read_text()):
             top, _, stem = name.partition(".")
             if top == "mnist_sgd":
                 stem = stem or "__init__"
@@ -32,11 +32,11 @@ def imports(path):
 
 
 @functools.cache
-def _imported_names(path):
-    """The module names one file imports (`mnist_sgd.x` for the package's own), each file parsed once
-    per process: planning asks for every rule's script, and the scripts share their modules."""
+def _imported_names(source):
+    """The module names a file's `source` imports (`mnist_sgd.x` for the package's own), each source
+    parsed once per process: planning asks for every rule's script, and the scripts share their modules."""
     names = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):  # level 1: `from .x import y` inside the package
