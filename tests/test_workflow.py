@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -164,16 +165,26 @@ def test_training_jobs_never_outnumber_the_cpus_whatever_cores_says(workdir):
             assert (int(threads.group(1)) if threads else 1) == held, job
 
 
-def test_a_copy_of_the_workflow_never_runs_in_a_worker_of_another_copy(tmp_path):
-    # Two copies with the same code (a benchmark's scratch copies, a colleague's checkout): each job's
-    # code comes from its own copy, also after the first copy is gone (its worker still idles).
+def test_every_copy_of_the_workflow_runs_its_own_code_in_one_shared_worker(tmp_path):
+    # Copies of the workflow (a benchmark's scratch copies, a colleague's checkout, an edit): one warm
+    # worker serves them all, and each job's code comes from its own copy, also after the copy that started
+    # the worker is gone.
+    workers = []
     for name in ("first", "second"):
         copy = make_workdir(tmp_path / name, {"s": sweep()})
+        with open(copy / "workflow" / "mnist_sgd" / "data.py", "a") as source:  # an edit, in each copy
+            source.write(
+                f"\nprint('{name}:', __file__, 'in', __import__('os').getppid(), file=__import__('sys').stderr)\n"
+            )
         result = snakemake(copy, "--cores", "1", "results/data/mnist.pt")
         assert result.returncode == 0, result.stdout
         log = (copy / "results" / "logs" / "format_mnist" / "mnist.log").read_text()
         assert "own process" not in log, log  # it did run in a worker
+        [(path, worker)] = re.findall(rf"^{name}: (\S+) in (\d+)$", log, re.M)
+        assert Path(path).resolve() == (copy / "workflow" / "mnist_sgd" / "data.py").resolve()
+        workers.append(worker)
         shutil.rmtree(copy)
+    assert workers[0] == workers[1]  # the child's parent: the worker
 
 
 def test_lint_is_clean(workdir):

@@ -4,10 +4,16 @@ runs take to train and most figures to draw).
 
 A rule's script (workflow/scripts/*.py) starts with `worker.delegate(...)`: it sends the path of the
 script Snakemake generated for the job (the job's parameters are in its preamble) to the worker of this
-code, user and Python over a Unix socket, starting the worker if none is listening. The worker imported
-those libraries once; for each job it forks a child that runs that same script in the job's directory,
-environment and log: the same code and the same numbers as a process of its own. The job waits for the
-child's exit status and fails when it fails.
+Python, user, PYTHONPATH and worker code over a Unix socket, starting the worker if none is listening. The
+worker imported those libraries once; for each job it forks a child that runs that same script in the
+job's directory, environment and log: the same code and the same numbers as a process of its own. The job
+waits for the child's exit status and fails when it fails.
+
+One worker serves every copy of the workflow, and every edit of it: it keeps the libraries, not this
+package. It imports the package's modules once to load what they import, then forgets them and takes the
+package's folder off its path; each child imports the package afresh from its job's own copy (the
+script puts it first on the path), a few tens of milliseconds. A benchmark's or a test suite's scratch
+copies, and each code edit, then start no new worker (4 s of CPU each).
 
 The job stays the owner: if it dies (killed, Ctrl-C, Snakemake stopping), its connection closes and the
 worker kills the child at once, so a killed job leaves nothing behind. The worker never touches CUDA (a
@@ -28,6 +34,7 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 
 from .imports import PACKAGE
 
@@ -57,12 +64,12 @@ PRELOAD = (
 
 
 def socket_name():
-    """The worker's abstract Unix socket: one per copy of this package (its folder and code), Python and
-    user, so that an edited package never runs in a worker holding the old code, nor a job in a worker
-    that imports another copy's code (a child imports more of the package, from the worker's path)."""
-    digest = hashlib.sha256(f"{sys.executable} {os.getuid()} {PACKAGE.resolve()}".encode())
-    for source in sorted(PACKAGE.glob("*.py")):
-        digest.update(source.read_bytes())
+    """The worker's abstract Unix socket: one per Python, user and PYTHONPATH (what the libraries a child
+    inherits are), and per version of the code that serves (this module and the one it imports). The rest
+    of the package is each job's own: children import it from their job's copy."""
+    digest = hashlib.sha256(f"{sys.executable} {os.getuid()} {os.environ.get('PYTHONPATH', '')}".encode())
+    for module in ("worker", "imports"):
+        digest.update((PACKAGE / f"{module}.py").read_bytes())
     return f"\0mnist-sgd-worker-{digest.hexdigest()[:20]}"
 
 
@@ -116,7 +123,8 @@ def _connect():
             connection.close()
         if started is None:
             started = subprocess.Popen(
-                [sys.executable, "-m", "mnist_sgd.worker"],
+                # The name from the job's environment: the worker's own PYTHONPATH has the package in front.
+                [sys.executable, "-m", "mnist_sgd.worker", name.removeprefix("\0")],
                 cwd=PACKAGE.parent,
                 # Ahead of the user's own path, not instead of it: snakemake itself may live there.
                 env={
@@ -135,17 +143,18 @@ def _connect():
         time.sleep(0.05)
 
 
-def serve():
-    """The worker: claim the socket (another worker may hold it: then leave), import PRELOAD, and serve
-    each connection in a thread until IDLE_SECONDS pass without one."""
+def serve(name):
+    """The worker: claim socket `name` (the starting job's socket_name(); another worker may hold it: then
+    leave), import PRELOAD, and serve each connection in a thread until IDLE_SECONDS pass without one."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        listener.bind(socket_name())
+        listener.bind(name)
     except OSError:  # another worker of this code is starting or serving
         return
     listener.listen(64)
     for module in PRELOAD:  # once, before any fork: what every child inherits
         importlib.import_module(module)
+    _forget_package()
 
     active = [0]
     lock = threading.Lock()
@@ -164,6 +173,16 @@ def serve():
         with lock:
             active[0] += 1
         threading.Thread(target=_serve_one, args=(connection, active, lock), daemon=True).start()
+
+
+def _forget_package():
+    """Drop this copy of the package from the modules and the path, keeping what it imported: a child
+    imports the package from its own job's copy, whichever copy started the worker (and even once that
+    copy is deleted)."""
+    for name in [name for name in sys.modules if name == "mnist_sgd" or name.startswith("mnist_sgd.")]:
+        del sys.modules[name]
+    folder = PACKAGE.parent.resolve()
+    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != folder]
 
 
 def _serve_one(connection, active, lock):
@@ -230,4 +249,4 @@ def _child(message):
 
 
 if __name__ == "__main__":
-    serve()
+    serve("\0" + sys.argv[1])
