@@ -8,11 +8,13 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from snakemake_fork import Snakemake
 
 from mnist_sgd.data import MNIST_SHA256, build_cache, load_cache
 from mnist_sgd.train import TrainConfig
@@ -136,15 +138,16 @@ def train_directly(workdir, metrics, *options):
     )
 
 
+_SNAKEMAKE = Snakemake()
+
+
 def snakemake(workdir, *args, timeout=600):
-    """Run the snakemake CLI in `workdir`; return the completed process (stdout and stderr merged)."""
-    return subprocess.run(
-        ["timeout", "-k", "10", str(timeout), sys.executable, "-m", "snakemake", *args],
-        cwd=workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    """Run the snakemake CLI in `workdir` (forked from a process that imported it: tests/snakemake_fork.py);
+    return the completed process (stdout and stderr merged)."""
+    with tempfile.NamedTemporaryFile(prefix="snakemake-", suffix=".log") as output:
+        code = _SNAKEMAKE.run(workdir, args, output.name, timeout)
+        text = Path(output.name).read_text(errors="replace")
+    return subprocess.CompletedProcess(["snakemake", *args], code, stdout=text)
 
 
 def job_stats(output):
