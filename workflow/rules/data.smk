@@ -7,7 +7,7 @@
 # the data, which would make Snakemake 9.27 stop before the training jobs (see docs/reruns.md).
 
 
-# One job fetches a data set's four files: one process (importing torchvision, seconds) instead of four.
+# One job fetches a data set's four files (one job's start instead of four; locally, in the warm worker).
 rule download_mnist:
     output:
         [f"results/data/raw/{{dataset_dir}}{name}" for name in IDX_FILES],
