@@ -159,20 +159,21 @@ def job_stats(output):
     return {rule: int(count) for rule, count in rows if rule != "total"}
 
 
-# The modules that take longest, longest first (seconds alone, 2-core AMD EPYC): pytest-xdist hands whole
-# modules to its workers in collection order (--dist loadfile --no-loadscope-reorder), and a long module
-# that starts last ends the suite late. The SLURM module mostly waits on its cluster and on status queries.
+# The modules that take longest, longest first (seconds in the suite, 2-core AMD EPYC): pytest-xdist hands
+# whole modules to its workers in collection order (--dist loadfile --no-loadscope-reorder), and a long
+# module that starts last ends the suite late. The SLURM module mostly waits on its cluster and on status
+# queries; the real-MNIST study is the critical path.
 SLOWEST_FIRST = [
-    "test_slurm.py",  # 123
-    "test_real_mnist.py",  # 77
-    "test_faults.py",  # 78
-    "test_safety.py",  # 67
-    "test_workflow.py",  # 60, with test_reruns and test_recovery on one study built once
-    "test_reruns.py",
-    "test_recovery.py",
-    "test_dimensions.py",  # 60
-    "test_real_fashion_mnist.py",  # 26
-    "test_gpus.py",  # 18
+    "test_real_mnist.py",  # 275
+    "test_slurm.py",  # 138
+    "test_faults.py",  # 110
+    "test_safety.py",  # 89
+    "test_recovery.py",  # 135, with test_workflow and test_reruns on one small study built once
+    "test_reruns.py",  # 28
+    "test_workflow.py",  # 19
+    "test_dimensions.py",  # 75
+    "test_real_fashion_mnist.py",  # 64
+    "test_gpus.py",  # 25
 ]
 
 
