@@ -60,8 +60,11 @@ def _child(request):
         from snakemake.cli import main
 
         main()
-    except SystemExit as end:
-        code = end.code if isinstance(end.code, int) else 0 if end.code is None else 1
+    except SystemExit as end:  # as Python ends on it: the status, or the message and 1
+        if isinstance(end.code, int) or end.code is None:
+            code = end.code or 0
+        else:
+            print(end.code, file=sys.stderr)
     except BaseException:
         traceback.print_exc()
     finally:
