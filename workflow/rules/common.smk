@@ -13,7 +13,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
-from mnist_sgd.imports import PACKAGE, imports
+from mnist_sgd.imports import EXECUTION, PACKAGE, imports
 from mnist_sgd.scaling import PROBLEM
 from mnist_sgd.study import (
     BUILTIN_DATASETS,
@@ -76,6 +76,10 @@ def learning_rates_as_numbers(config):
 command_line_config()
 learning_rates_as_numbers(config)
 validate(config, "../../config/config.schema.yaml")
+# The warm worker only where Snakemake runs jobs on this machine itself: a job of a cluster or cloud
+# executor (SLURM, LSF, Kubernetes, ...; the job's own Snakemake runs in remote mode) could leave one
+# behind when its allocation ends. The scripts read this (mnist_sgd.job).
+config["worker"] = config["worker"] and workflow.local_exec and not workflow.remote_exec
 
 # A config file of one's own with sweeps adds them to config/config.yaml's unless the workflow's
 # config is replaced: say so, since running the default study too is rarely what is meant.
@@ -223,8 +227,8 @@ def code_digest(script):
     """
     modules, _ = imports(os.path.join(SCRIPTS, f"{script}.py"))
     digest = hashlib.sha256()
-    # Where a job runs (the worker) and how imports are read change nothing it computes.
-    for stem in sorted(modules - {"worker", "imports"}):
+    # Where and how a job runs (EXECUTION) changes nothing it computes.
+    for stem in sorted(modules - EXECUTION):
         with open(os.path.join(PACKAGE, f"{stem}.py"), "rb") as source:
             digest.update(source.read())
     return digest.hexdigest()[:16]

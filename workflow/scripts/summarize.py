@@ -6,13 +6,10 @@ critical batch size in results/critical_batch.csv (mnist_sgd.scaling)."""
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from mnist_sgd.job import start_job  # noqa: E402
 
-from mnist_sgd.worker import delegate  # noqa: E402
-
-if delegate(sys.argv[0], snakemake.log[0], snakemake.config["worker"]):
-    sys.exit(0)  # the worker's child ran this script
+start_job(snakemake)  # its log; the warm worker runs the rest where it can
 
 from mnist_sgd.scaling import batch_scaling, critical_batch  # noqa: E402
 from mnist_sgd.summary import by_config, summarize, write_summary  # noqa: E402
