@@ -80,3 +80,24 @@ def test_imports_follow_every_form_of_package_import(tmp_path):
     assert third_party == {"numpy", "matplotlib", "pandas"}
     script.write_text("from mnist_sgd.summary import summarize\n")
     assert imports(script)[0] == {"summary", "files", "records", "scaling", "study"}
+
+
+def test_ci_installs_every_test_and_tooling_dependency_at_an_exact_version():
+    """requirements/ci.txt (requirements/refresh.sh) pins each package pyproject.toml's extras name, the
+    holds of requirements/holds.txt at their held versions, and .ci/run installs from it."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    named = [
+        re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0] for extra in project["optional-dependencies"].values() for r in extra
+    ]
+    pins = dict(
+        line.split("==")
+        for line in (REPO / "requirements" / "ci.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    normal = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731
+    assert {normal(n) for n in named} - set(pins) == set()
+    for line in (REPO / "requirements" / "holds.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            assert pins[normal(name)] == version, line
+    assert "-c requirements/ci.txt" in (REPO / ".ci" / "run").read_text()
