@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
-from mnist_sgd.records import cpu_name  # noqa: E402
+from mnist_sgd.records import RunInfo, cpu_name  # noqa: E402
 from mnist_sgd.study import estimated_seconds  # noqa: E402
 
 WORKFLOW_PARTS = ["Snakefile", "workflow", "config", "envs", "profiles"]
@@ -80,18 +80,18 @@ def main(argv=None):
         run = f"{path.parent.name}/{path.stem}"
         seconds[run] = float(row["s"])
         # The trainer's own peak (run.json): the job's process only waits for the worker's child.
-        info = json.loads((workdir / "results" / "runs" / run / "run.json").read_text())
-        device = info["resolved"]["device"] + (" (CUDA graphs)" if info["resolved"]["cuda_graphs"] else "")
+        info = RunInfo.read(workdir / "results" / "runs" / run / "run.json")  # checked: DamagedRecord if not whole
+        device = info.resolved.device + (" (CUDA graphs)" if info.resolved.cuda_graphs else "")
         print(
-            f"{run:<52} {seconds[run]:8.2f} {estimated_seconds(run):8.1f} {info['peak_rss_mb']:10.0f} "
-            f"{info['setup_seconds']:8.2f} {info['wall_seconds']:8.2f}  {device}"
+            f"{run:<52} {seconds[run]:8.2f} {estimated_seconds(run):8.1f} {info.peak_rss_mb:10.0f} "
+            f"{info.setup_seconds:8.2f} {info.wall_seconds:8.2f}  {device}"
         )
     # What the noise scales cost: each run's measurements, and each training set's curvature (optimum jobs).
-    infos = [json.loads(p.read_text()) for p in (workdir / "results" / "runs").rglob("run.json")]
+    infos = [RunInfo.read(p) for p in (workdir / "results" / "runs").rglob("run.json")]
     optima = [json.loads(p.read_text()) for p in (workdir / "results" / "optimum").glob("*.json")]
-    measuring = sum(info.get("noise_seconds") or 0 for info in infos)
+    measuring = sum(info.noise_seconds or 0 for info in infos)
     curvature = sum(optimum.get("curvature_seconds") or 0 for optimum in optima)
-    training = sum(info["wall_seconds"] for info in infos) - measuring
+    training = sum(info.wall_seconds for info in infos) - measuring
     print(
         f"noise scales: {measuring:.1f} s measuring in the runs + {curvature:.1f} s of training-set curvature "
         f"in the optimum jobs = {100 * (measuring + curvature) / training:.1f}% of the runs' {training:.1f} s of training"

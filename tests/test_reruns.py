@@ -1,10 +1,14 @@
 """What a change of the config, the code or the data cache plans and reruns on the small study
 (tests/small_study.py): exactly the jobs whose results it changes."""
 
+import json
+import re
+import shutil
+
 import pytest
 from small_study import RUNS, changed_config, planned_jobs
 
-from conftest import job_stats, snakemake
+from conftest import copy_of, copy_workflow, job_stats, snakemake
 
 FIGURES_ONLY = {
     "plot_run": 5,
@@ -150,3 +154,42 @@ def test_a_learning_rate_written_without_a_dot_is_the_number_it_means(completed,
     for options in (["--configfile", str(tmp_path / "lr.yaml")], ["--config", "sweeps={batch_size: {lr: 1E-2}}"]):
         result = snakemake(workdir, "-n", *options)
         assert "Nothing to be done" in result.stdout, result.stdout
+
+
+def test_touched_code_and_results_copied_into_a_fresh_clone_retrain_nothing(completed, tmp_path):
+    """Reruns follow content, not dates: a `touch` of every script and module, and the results copied
+    (`cp -a`) into a fresh copy of the workflow, whose code is newer than every output, plan no job."""
+    workdir, _ = completed
+    for path in [*(workdir / "workflow" / "scripts").glob("*.py"), *(workdir / "workflow" / "mnist_sgd").glob("*.py")]:
+        path.touch()
+    result = snakemake(workdir, "-n", "all")
+    assert "Nothing to be done" in result.stdout, result.stdout
+    clone = tmp_path / "clone"
+    copy_workflow(clone)
+    for part in ("results", "config"):
+        shutil.rmtree(clone / part, ignore_errors=True)
+        shutil.copytree(workdir / part, clone / part, symlinks=True)  # cp -a: times kept
+    result = snakemake(clone, "-n", "all")
+    assert "Nothing to be done" in result.stdout, result.stdout
+
+
+def test_damaged_records_retrain_exactly_the_damaged_runs(completed, tmp_path):
+    workdir = copy_of(completed[0], tmp_path / "workflow")
+    torn, edited, malformed = (workdir / "results" / "runs" / run for run in RUNS[:3])
+    (torn / "metrics.csv").write_bytes((torn / "metrics.csv").read_bytes()[:300])
+    fields = json.loads((edited / "run.json").read_text())
+    fields["final_test_accuracy"] = 0.99
+    (edited / "run.json").write_text(json.dumps(fields, indent=2))
+    (malformed / "run.json").write_bytes((malformed / "run.json").read_bytes()[:200])
+    dry = snakemake(workdir, "-n", "all")
+    for said in (f"{RUNS[0]}/metrics.csv: torn", f"{RUNS[1]}/run.json: edited", f"{RUNS[2]}/run.json: not a whole"):
+        assert f"warning: results/runs/{said}" in dry.stdout, dry.stdout
+    result = snakemake(workdir, "--cores", "2", "all")
+    assert result.returncode == 0, result.stdout
+    assert job_stats(result.stdout)["train"] == 3, result.stdout
+    outputs = re.findall(r"^\s+output: (.*)$", result.stdout, re.M)
+    retrained = {run for run in RUNS for line in outputs if f"results/runs/{run}/metrics.csv" in line}
+    assert retrained == set(RUNS[:3]), outputs
+    assert snakemake(workdir, "-n", "all").stdout.count("Nothing to be done") == 1
+    summary = (workdir / "results" / "summary.csv").read_text()
+    assert "0.99," not in summary

@@ -1,3 +1,3 @@
 """MNIST minibatch-SGD study: data, training, summaries and figures for the Snakemake workflow."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

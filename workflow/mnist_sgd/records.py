@@ -6,6 +6,7 @@ that summary and figure jobs start fast.
 """
 
 import dataclasses
+import hashlib
 import json
 import platform
 import subprocess
@@ -19,6 +20,25 @@ from .files import atomic_path, write_text_atomic
 from .study import IMPLS, TrainConfig
 
 METRIC_COLUMNS = ("iteration", "train_loss", "test_accuracy")
+# The files a training job writes beside its run.json, whose size and SHA-256 run.json records.
+RUN_FILES = ("metrics.csv", "weights.npy")
+DAMAGED_FIX = "run snakemake again: it retrains that run (and only it)"
+
+
+class DamagedRecord(ValueError):
+    """A run's record is torn, edited or unreadable; the message names the file and the fix."""
+
+
+def file_digest(path):
+    """{"bytes": size, "sha256": hex digest} of the file at `path`."""
+    data = Path(path).read_bytes()
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _record_digest(fields):
+    """The SHA-256 of a run.json's fields but its own digest: any edit of the record changes it."""
+    fields = {k: v for k, v in fields.items() if k != "record_sha256"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 def read_metrics(path):
@@ -79,20 +99,70 @@ class RunInfo:
     # t steps; 0 the start), "b_simple": [...], "b_noise": [...]}; None where not measured.
     noise_scale: Optional[dict] = None
     noise_seconds: Optional[float] = None  # of wall_seconds, spent measuring them
+    # {name: {"bytes": n, "sha256": hex}} of each of RUN_FILES the run wrote (file_digest), and the
+    # digest of this record itself: a reader checks both (RunInfo.read), so a torn or edited record is
+    # never believed.
+    files: Optional[dict] = None
+    record_sha256: Optional[str] = None
 
     @property
     def diverged(self):
         return self.status == "diverged"
 
     def write(self, path):
-        """Write the record as JSON, atomically."""
-        _write_json(path, self)
+        """Write the record as JSON, atomically, with the digests of the RUN_FILES beside it (written
+        first) and of itself."""
+        folder = Path(path).parent
+        files = {name: file_digest(folder / name) for name in RUN_FILES if (folder / name).exists()}
+        fields = dataclasses.asdict(dataclasses.replace(self, files=files, record_sha256=None))
+        fields["record_sha256"] = _record_digest(fields)
+        write_text_atomic(path, json.dumps(fields, indent=2) + "\n")
 
     @classmethod
-    def read(cls, path):
-        """The record in the `run.json` at `path`."""
-        fields = json.loads(Path(path).read_text())
-        return cls(**{**fields, "params": TrainConfig(**fields["params"]), "resolved": Resolved(**fields["resolved"])})
+    def read(cls, path, verify=True):
+        """The record in the `run.json` at `path`; DamagedRecord, naming the damaged file, if it is not
+        a whole record as written, or (`verify`) one of the files it lists beside it differs from its
+        recorded size and SHA-256."""
+        try:
+            fields = json.loads(Path(path).read_text())
+            info = cls(**{**fields, "params": TrainConfig(**fields["params"]), "resolved": Resolved(**fields["resolved"])})
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as error:
+            raise DamagedRecord(f"{path}: not a whole run record ({error}); {DAMAGED_FIX}") from None
+        if verify:
+            info._verify(path, fields)
+        return info
+
+    def _verify(self, path, fields):
+        """DamagedRecord unless this record, read from `path` as `fields`, is as written, with every file
+        it lists."""
+        if self.record_sha256 is None or self.files is None:
+            raise DamagedRecord(f"{path}: a record without its digests (an older version wrote it); {DAMAGED_FIX}")
+        if _record_digest(fields) != self.record_sha256:
+            raise DamagedRecord(f"{path}: edited since the run wrote it (its digest differs); {DAMAGED_FIX}")
+        for name, expected in self.files.items():
+            file = Path(path).parent / name
+            if not file.exists():
+                raise DamagedRecord(f"{file}: missing; {DAMAGED_FIX}")
+            found = file_digest(file)
+            if found != expected:
+                what = "torn" if found["bytes"] != expected["bytes"] else "changed"
+                raise DamagedRecord(
+                    f"{file}: {what} since the run wrote it ({found['bytes']} bytes, recorded "
+                    f"{expected['bytes']}; SHA-256 {'differs' if what == 'changed' else 'too'}); {DAMAGED_FIX}"
+                )
+
+
+def damaged_run(folder):
+    """Why the records of the run in `folder` (its run.json and RUN_FILES) cannot be trusted, or None
+    where they are whole or there is no run.json yet (nothing to trust)."""
+    path = Path(folder) / "run.json"
+    if not path.exists():
+        return None
+    try:
+        RunInfo.read(path)
+    except DamagedRecord as error:
+        return str(error)
+    return None
 
 
 @dataclass(frozen=True)
@@ -130,8 +200,7 @@ def run_name(info_path):
 
 
 def _write_json(path, record):
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(dataclasses.asdict(record), indent=2) + "\n")
+    write_text_atomic(path, json.dumps(dataclasses.asdict(record), indent=2) + "\n")
 
 
 CURVATURE_ARRAYS = ("hessian", "curvature", "norms")  # the fields of mnist_sgd.noise.Curvature

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from .files import atomic_path
-from .records import Optimum, RunInfo, read_metrics, run_name
+from .records import DamagedRecord, Optimum, RunInfo, read_metrics, run_name
 from .scaling import run_steps
 from .study import LOSS_SCALE, configuration
 
@@ -92,7 +92,14 @@ def summary_row(info, run, sweeps=(), optimum=None):
 
 
 def summarize(
-    info_paths, sweeps_by_run=None, log_paths=None, optimum_paths=None, metrics_paths=None, targets_of=None, window=1
+    info_paths,
+    sweeps_by_run=None,
+    log_paths=None,
+    optimum_paths=None,
+    metrics_paths=None,
+    targets_of=None,
+    window=1,
+    damaged_ok=False,
 ):
     """The summary table of the runs whose info JSON files are `info_paths`; `optimum_paths` (same
     order) are the Optimum files of their training sets, where they exist. Given `metrics_paths` (same
@@ -100,7 +107,10 @@ def summarize(
     to each target (mnist_sgd.scaling.run_steps, with the median `window`) follow its columns.
 
     A run without its info file gets a row that says so: status `failed` when its log (in
-    `log_paths`, same order) exists, naming the log, else `missing` (it never started).
+    `log_paths`, same order) exists, naming the log, else `missing` (it never started). Every record is
+    checked (RunInfo.read): a damaged one raises DamagedRecord, naming it, or with `damaged_ok` gets the
+    status `damaged` and the reason in `log`. The final and best accuracy come from the metrics, where
+    given, not from run.json.
     """
     sweeps_by_run = sweeps_by_run or {}
     rows = []
@@ -110,11 +120,22 @@ def summarize(
         if Path(path).exists():
             optimum = optimum_paths[i] if optimum_paths else None
             optimum = Optimum.read(optimum) if optimum and Path(optimum).exists() else None
-            info = RunInfo.read(path)
+            try:
+                info = RunInfo.read(path)
+            except DamagedRecord as error:
+                if not damaged_ok:
+                    raise
+                rows.append({"run": run, "sweeps": ";".join(sweeps), "status": "damaged", "log": str(error)})
+                continue
             row = summary_row(info, run, sweeps, optimum)
-            if metrics_paths and targets_of:
-                targets = targets_of(info.params.dataset)
-                row.update(run_steps(read_metrics(metrics_paths[i]), info.params.batch_size, targets, window))
+            if metrics_paths:
+                metrics = read_metrics(metrics_paths[i])
+                accuracy = metrics["test_accuracy"].dropna()
+                if len(accuracy):
+                    row.update(final_test_accuracy=accuracy.iloc[-1], best_test_accuracy=accuracy.max())
+                if targets_of:
+                    targets = targets_of(info.params.dataset)
+                    row.update(run_steps(metrics, info.params.batch_size, targets, window))
             rows.append(row)
             continue
         log = log_paths[i] if log_paths else None

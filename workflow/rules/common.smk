@@ -14,6 +14,7 @@ from snakemake.utils import update_config, validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 from mnist_sgd.imports import EXECUTION, PACKAGE, imports
+from mnist_sgd.records import damaged_run
 from mnist_sgd.scaling import PROBLEM
 from mnist_sgd.study import (
     BUILTIN_DATASETS,
@@ -210,6 +211,22 @@ try:
 except SweepError as error:
     raise WorkflowError(str(error))
 RUNS = list(dict.fromkeys(run for runs in SWEEPS.values() for run in runs))
+# A run whose records are torn or edited (mnist_sgd.records.damaged_run) is retrained: its run.json is
+# set aside as run.json.damaged, so that its job's outputs are incomplete. Not in a dry run (it says
+# what a real run would do), nor in a cluster job's own Snakemake (the main one looked already).
+if not workflow.remote_exec:
+    for run in RUNS:
+        damage = damaged_run(f"results/runs/{run}")
+        if damage:
+            print(
+                f"warning: {damage}"
+                + (" (a real run sets it aside and retrains)" if workflow.dryrun else ""),
+                file=sys.stderr,
+            )
+            if not workflow.dryrun:
+                os.replace(
+                    f"results/runs/{run}/run.json", f"results/runs/{run}/run.json.damaged"
+                )
 SWEEPS_BY_RUN = {run: [s for s, runs in SWEEPS.items() if run in runs] for run in RUNS}
 # Each data set's target accuracies (mnist_sgd.scaling), for the data sets the runs train on.
 TARGETS = {
@@ -221,12 +238,15 @@ SCRIPTS = os.path.join(workflow.basedir, "workflow", "scripts")
 
 
 def code_digest(script):
-    """Digest of the package modules `workflow/scripts/<script>.py` imports, directly or through
-    one another. As a rule parameter it makes an edit of one of them rerun exactly the rules that
-    use it (Snakemake's code trigger sees only the rule's script).
+    """Digest of `workflow/scripts/<script>.py` and of the package modules it imports, directly or
+    through one another, but EXECUTION's. As a rule parameter it makes an edit of one of them rerun
+    exactly the rules that use it, and nothing else: Snakemake's own code trigger, which the profiles
+    leave out, would compare the script's modification time instead of its content.
     """
-    modules, _ = imports(os.path.join(SCRIPTS, f"{script}.py"))
-    digest = hashlib.sha256()
+    path = os.path.join(SCRIPTS, f"{script}.py")
+    modules, _ = imports(path)
+    with open(path, "rb") as source:
+        digest = hashlib.sha256(source.read())
     # Where and how a job runs (EXECUTION) changes nothing it computes.
     for stem in sorted(modules - EXECUTION):
         with open(os.path.join(PACKAGE, f"{stem}.py"), "rb") as source:
@@ -419,9 +439,10 @@ def write_partial_summary():
         SWEEPS_BY_RUN,
         [f"results/logs/train/{run}.log" for run in RUNS],
         [optimum_file(run) for run in RUNS],
+        damaged_ok=True,
     )
     write_summary(table, "results/summary_partial.csv")
-    incomplete = table[table["status"].isin(["failed", "missing"])]
+    incomplete = table[table["status"].isin(["failed", "missing", "damaged"])]
     print(
         f"{len(incomplete)} of {len(table)} runs have no result; every run's status is in "
         "results/summary_partial.csv",
@@ -429,4 +450,5 @@ def write_partial_summary():
     )
     for row in incomplete.itertuples():
         where = f" (log: {row.log})" if row.status == "failed" else ""
+        where = f" ({row.log})" if row.status == "damaged" else where
         print(f"  {row.status}: {row.run}{where}", file=sys.stderr)

@@ -1,0 +1,100 @@
+"""A run's records prove themselves (mnist_sgd.records): run.json holds the size and SHA-256 of the files
+the run wrote and a digest of itself, and every reader refuses a torn, edited or malformed record by name."""
+
+import json
+import re
+
+import pytest
+
+from conftest import IDX_NAMES, write_small_mnist
+from mnist_sgd.data import build_cache
+from mnist_sgd.records import DamagedRecord, RunInfo, damaged_run
+from mnist_sgd.summary import summarize
+from mnist_sgd.train import TrainConfig, run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A folder holding one finished run's records (metrics.csv, weights.npy, run.json)."""
+    root = tmp_path_factory.mktemp("records")
+    write_small_mnist(root / "raw", compress=False)
+    build_cache(*(root / "raw" / name for name in IDX_NAMES), root / "mnist.pt")
+    folder = root / "runs" / "scratch" / "trainall_batch10_lr0.01_it200_seed0"
+    folder.mkdir(parents=True)
+    config = TrainConfig(impl="scratch", batch_size=10, iterations=200, lr=0.01)
+    run(
+        root / "mnist.pt",
+        folder / "metrics.csv",
+        folder / "run.json",
+        config,
+        weights_path=folder / "weights.npy",
+        threads=1,
+        log=lambda m: None,
+    )
+    return folder
+
+
+def damaged_copy(trained, tmp_path, damage):
+    folder = tmp_path / "runs" / "scratch" / trained.name
+    folder.mkdir(parents=True)
+    for name in ("metrics.csv", "weights.npy", "run.json"):
+        (folder / name).write_bytes((trained / name).read_bytes())
+    damage(folder)
+    return folder
+
+
+def test_a_whole_record_lists_its_files_and_reads_back(trained):
+    info = RunInfo.read(trained / "run.json")
+    assert set(info.files) == {"metrics.csv", "weights.npy"}
+    assert info.files["metrics.csv"]["bytes"] == (trained / "metrics.csv").stat().st_size
+    assert damaged_run(trained) is None
+
+
+def torn_metrics(folder):
+    (folder / "metrics.csv").write_bytes((folder / "metrics.csv").read_bytes()[:3000])
+
+
+def edited_accuracy(folder):
+    fields = json.loads((folder / "run.json").read_text())
+    fields["final_test_accuracy"] = 0.99
+    (folder / "run.json").write_text(json.dumps(fields, indent=2))
+
+
+def malformed_info(folder):
+    (folder / "run.json").write_bytes((folder / "run.json").read_bytes()[:200])
+
+
+def flipped_weights(folder):
+    data = bytearray((folder / "weights.npy").read_bytes())
+    data[-1] ^= 1
+    (folder / "weights.npy").write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "damage, file, says",
+    [
+        (torn_metrics, "metrics.csv", "torn since the run wrote it (3000 bytes"),
+        (edited_accuracy, "run.json", "edited since the run wrote it"),
+        (malformed_info, "run.json", "not a whole run record"),
+        (flipped_weights, "weights.npy", "changed since the run wrote it"),
+    ],
+    ids=["torn-metrics", "edited-info", "malformed-info", "flipped-weights"],
+)
+def test_every_reader_refuses_a_damaged_record_naming_the_file(trained, tmp_path, damage, file, says):
+    folder = damaged_copy(trained, tmp_path, damage)
+    with pytest.raises(DamagedRecord, match=f"{re.escape(f'{folder / file}: {says}')}.*retrains that run"):
+        RunInfo.read(folder / "run.json")
+    assert f"{folder / file}: {says}" in damaged_run(folder)
+    with pytest.raises(DamagedRecord, match=re.escape(str(folder / file))):
+        summarize([folder / "run.json"], metrics_paths=[folder / "metrics.csv"])
+    # The partial summary of a failed run lists it as damaged, with the reason, instead of crashing.
+    table = summarize([folder / "run.json"], damaged_ok=True)
+    assert table["status"].tolist() == ["damaged"] and says in table["log"].iloc[0]
+
+
+def test_the_summary_takes_final_and_best_accuracy_from_the_metrics(trained):
+    table = summarize([trained / "run.json"], metrics_paths=[trained / "metrics.csv"])
+    metrics = (trained / "metrics.csv").read_text().splitlines()[1:]
+    accuracies = [float(line.split(",")[2]) for line in metrics if line.split(",")[2]]
+    assert table["final_test_accuracy"].iloc[0] == accuracies[-1]
+    assert table["best_test_accuracy"].iloc[0] == max(accuracies)
