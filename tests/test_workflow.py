@@ -300,6 +300,11 @@ def test_a_bad_command_line_value_fails_before_any_job(workdir, override, messag
             lambda c: c["sweeps"]["batch_size"].update(train_sizes=["all", 300]),
             "sweeps.batch_size.train_sizes has 300: the whole training set; write all",
         ),
+        (lambda c: c["sweeps"]["batch_size"].update(lr=5e-324), "rounds to 0 in float32"),
+        (
+            lambda c: c["sweeps"].update({"newline_at_end\n": c["sweeps"]["batch_size"]}),  # the schema's $ admits it
+            "sweeps.'newline_at_end\\n': a sweep's name is letters, digits and _ only",
+        ),
     ],
     ids=[
         "typo",
@@ -323,6 +328,8 @@ def test_a_bad_command_line_value_fails_before_any_job(workdir, override, messag
         "iterations-huge",
         "torch-batch-above-subset",
         "whole-set-twice",
+        "lr-underflows-float32",
+        "sweep-name-newline",
     ],
 )
 def test_a_bad_config_file_fails_before_any_job(completed, tmp_path, change, message):
@@ -333,3 +340,14 @@ def test_a_bad_config_file_fails_before_any_job(completed, tmp_path, change, mes
     assert result.returncode != 0
     assert message in result.stdout, result.stdout
     assert "Job stats" not in result.stdout
+
+
+def test_scalars_on_the_command_line_and_exponents_without_a_sign_mean_what_they_say(completed, tmp_path):
+    """`--config worker=false` is the boolean; `lr: 1e-2` and `lr: 1.0e-2` (strings to YAML 1.1) are 0.01,
+    the completed sweep's."""
+    workdir, _ = completed
+    result = snakemake(workdir, "-n", "--config", "worker=false", "cuda_graphs=false", "jobs_per_gpu=2")
+    assert "Nothing to be done" in result.stdout, result.stdout
+    (tmp_path / "lr.yaml").write_text("sweeps:\n  batch_size:\n    lr: [1.0e-2]\n")
+    result = snakemake(workdir, "-n", "--configfile", str(tmp_path / "lr.yaml"))
+    assert "Nothing to be done" in result.stdout, result.stdout

@@ -125,7 +125,9 @@ class RunInfo:
         recorded size and SHA-256."""
         try:
             fields = json.loads(Path(path).read_text())
-            info = cls(**{**fields, "params": TrainConfig(**fields["params"]), "resolved": Resolved(**fields["resolved"])})
+            info = cls(
+                **{**fields, "params": TrainConfig(**fields["params"]), "resolved": Resolved(**fields["resolved"])}
+            )
         except (ValueError, TypeError, KeyError, UnicodeDecodeError) as error:
             raise DamagedRecord(f"{path}: not a whole run record ({error}); {DAMAGED_FIX}") from None
         if verify:

@@ -150,6 +150,12 @@ class TrainConfig:
             )
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError("lr", self.lr, "must be a finite number > 0")
+        if struct.unpack("f", struct.pack("f", self.lr))[0] == 0.0:
+            raise ConfigError(
+                "lr",
+                self.lr,
+                "rounds to 0 in float32, which the SGD update computes in: no step would move; use lr >= 1e-45",
+            )
         if self.lr > MAX_LR:
             raise ConfigError(
                 "lr", self.lr, f"larger than {MAX_LR:.7g}, the largest float32 number, which the SGD update computes in"
@@ -345,6 +351,9 @@ def _validate(run, num_train, where):
         raise SweepError(f"{where}.{key} has {err.value!r}: {err.reason}" if key else f"{where}.{err}") from None
 
 
+SWEEP_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")  # as the schema's propertyNames, whose `$` admits a final newline
+
+
 def plan(config, num_train=None):
     """The runs of every sweep and the figure groups of `config`: ({sweep: runs}, {group: (title, runs)}),
     a group being a sweep or a configured comparison. Raise SweepError on what cannot be run."""
@@ -355,6 +364,12 @@ def plan(config, num_train=None):
             raise SweepError(
                 f"config error: custom_datasets.{name}.path={custom['path']!r}: no such folder; give the "
                 "folder holding its four IDX files (gzip or plain)"
+            )
+    for name in config["sweeps"]:
+        if not SWEEP_NAME.fullmatch(name):
+            raise SweepError(
+                f"config error: sweeps.{name!r}: a sweep's name is letters, digits and _ only (no spaces, "
+                "newlines or other control characters); rename it"
             )
     sweeps = {name: sweep_runs(config, name, num_train) for name in config["sweeps"]}
     groups = {name: (group_title(config, name), runs) for name, runs in sweeps.items()}

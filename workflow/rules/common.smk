@@ -41,21 +41,32 @@ from mnist_sgd.study import (
     training_set_name,
 )
 
+SCHEMA = yaml.safe_load(
+    open(os.path.join(workflow.basedir, "config", "config.schema.yaml"))
+)["properties"]
+
 
 def command_line_config():
-    """`--config`'s nested values as a config file would read them. Snakemake parses a nested value
+    """`--config`'s values as a config file would read them. Snakemake parses a nested value
     (`sweeps={tiny: {...}}`) with YAML's base loader, which leaves every scalar a string ('300') and
-    drops the quotes that said a value is one: parse the value as written again, so that
-    `iterations: 300` is a number and `title: 'lr #2'` or `title: "2024-01-01"` stay the strings quoted.
+    drops the quotes that said a value is one, and keeps a top-level `worker=false` the string 'false':
+    parse the value as written again, so that `iterations: 300` is a number, `worker=false` a boolean,
+    and `title: 'lr #2'` or `title: "2024-01-01"` stay the strings quoted.
     """
     for entry in workflow.config_settings.config_args or ():
         key, _, value = entry.partition("=")
-        if isinstance(workflow.config_settings.config.get(key), (dict, list)):
+        given = workflow.config_settings.config.get(key)
+        if isinstance(given, (dict, list)):
             update_config(config, {key: yaml.safe_load(value)})
+        elif isinstance(given, str) and "string" not in str(
+            SCHEMA.get(key, {}).get("type", "string")
+        ):
+            config[key] = yaml.safe_load(value)
 
 
-# YAML 1.1 (PyYAML's) reads 1e-3 as a string, for want of a dot: as a learning rate it means the number.
-FLOAT_WITHOUT_DOT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
+# YAML 1.1 (PyYAML's) reads 1e-3 and 1.5e2 as strings, for want of a dot or of the exponent's sign: as a
+# learning rate each means the number.
+FLOAT_WITHOUT_DOT = re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
 
 
 def learning_rates_as_numbers(config):
@@ -220,12 +231,17 @@ if not workflow.remote_exec:
         if damage:
             print(
                 f"warning: {damage}"
-                + (" (a real run sets it aside and retrains)" if workflow.dryrun else ""),
+                + (
+                    " (a real run sets it aside and retrains)"
+                    if workflow.dryrun
+                    else ""
+                ),
                 file=sys.stderr,
             )
             if not workflow.dryrun:
                 os.replace(
-                    f"results/runs/{run}/run.json", f"results/runs/{run}/run.json.damaged"
+                    f"results/runs/{run}/run.json",
+                    f"results/runs/{run}/run.json.damaged",
                 )
 SWEEPS_BY_RUN = {run: [s for s, runs in SWEEPS.items() if run in runs] for run in RUNS}
 # Each data set's target accuracies (mnist_sgd.scaling), for the data sets the runs train on.
