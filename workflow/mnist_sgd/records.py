@@ -156,9 +156,9 @@ class RunInfo:
 
 def damaged_run(folder):
     """Why the records of the run in `folder` (its run.json and RUN_FILES) cannot be trusted, or None
-    where they are whole or there is no run.json yet (nothing to trust)."""
+    where they are whole, or where one is missing (Snakemake reruns a job whose output is missing)."""
     path = Path(folder) / "run.json"
-    if not path.exists():
+    if not path.exists() or not all((Path(folder) / name).exists() for name in RUN_FILES):
         return None
     try:
         RunInfo.read(path)
