@@ -351,3 +351,13 @@ def test_scalars_on_the_command_line_and_exponents_without_a_sign_mean_what_they
     (tmp_path / "lr.yaml").write_text("sweeps:\n  batch_size:\n    lr: [1.0e-2]\n")
     result = snakemake(workdir, "-n", "--configfile", str(tmp_path / "lr.yaml"))
     assert "Nothing to be done" in result.stdout, result.stdout
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused_naming_both_lines(completed, tmp_path):
+    workdir, _ = completed
+    path = tmp_path / "twice.yaml"
+    path.write_text("sweeps:\n  mine:\n    lr: 0.1\n    batch_sizes: [1]\n    lr: 0.2\n")
+    result = snakemake(workdir, "-n", "--configfile", str(path))
+    assert result.returncode != 0
+    assert f"{path}: key 'lr' is given twice, at line 3 and at line 5" in result.stdout, result.stdout
+    assert "Job stats" not in result.stdout

@@ -13,6 +13,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
+from mnist_sgd.configfile import ConfigFileError, check_config_file
 from mnist_sgd.imports import EXECUTION, PACKAGE, imports
 from mnist_sgd.records import damaged_run
 from mnist_sgd.scaling import PROBLEM
@@ -84,6 +85,15 @@ def learning_rates_as_numbers(config):
                 [number(v) for v in lr] if isinstance(lr, list) else number(lr)
             )
 
+
+for path in [
+    os.path.join(workflow.basedir, "config", "config.yaml"),
+    *workflow.config_settings.configfiles,
+]:
+    try:
+        check_config_file(path)
+    except ConfigFileError as error:
+        raise WorkflowError(str(error))
 
 command_line_config()
 learning_rates_as_numbers(config)
