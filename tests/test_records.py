@@ -8,7 +8,7 @@ import pytest
 
 from conftest import IDX_NAMES, write_small_mnist
 from mnist_sgd.data import build_cache
-from mnist_sgd.records import DamagedRecord, RunInfo, damaged_run
+from mnist_sgd.records import DamagedRecord, RunInfo, damaged_run, set_aside_damaged
 from mnist_sgd.summary import summarize
 from mnist_sgd.train import TrainConfig, run
 
@@ -98,3 +98,14 @@ def test_the_summary_takes_final_and_best_accuracy_from_the_metrics(trained):
     accuracies = [float(line.split(",")[2]) for line in metrics if line.split(",")[2]]
     assert table["final_test_accuracy"].iloc[0] == accuracies[-1]
     assert table["best_test_accuracy"].iloc[0] == max(accuracies)
+
+
+def test_planning_sets_aside_only_a_damaged_record_and_only_outside_a_dry_run(trained, tmp_path):
+    damaged = damaged_copy(trained, tmp_path, edited_accuracy)
+    said = []
+    set_aside_damaged([trained, damaged], dry_run=True, log=said.append)
+    assert len(said) == 1 and str(damaged / "run.json") in said[0] and "a real run sets it aside" in said[0]
+    assert (damaged / "run.json").exists()
+    set_aside_damaged([trained, damaged], log=said.append)
+    assert not (damaged / "run.json").exists() and (damaged / "run.json.damaged").exists()
+    assert (trained / "run.json").exists()

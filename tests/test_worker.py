@@ -2,6 +2,7 @@
 would (mnist_sgd.worker; docs/security.md). The jobs here are small Python programs that start as a rule
 script does (mnist_sgd.job.start_job); their TMPDIR is this module's, so the worker is this module's."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -61,16 +62,9 @@ def home():
     shutil.rmtree(folder, ignore_errors=True)
     for lock in folder.glob("mnist-sgd-*/worker-*.lock"):
         pid = lock.read_text().strip()
-        if pid:
-            with_suppress_kill(int(pid), signal.SIGCONT)
-            with_suppress_kill(int(pid), signal.SIGKILL)
-
-
-def with_suppress_kill(pid, sig):
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
+        for sig in (signal.SIGCONT, signal.SIGKILL) if pid else ():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), sig)
 
 
 def job_env(home, payload, out, **extra):

@@ -8,6 +8,7 @@ that summary and figure jobs start fast.
 import dataclasses
 import hashlib
 import json
+import os
 import platform
 import subprocess
 from dataclasses import dataclass
@@ -165,6 +166,18 @@ def damaged_run(folder):
     except DamagedRecord as error:
         return str(error)
     return None
+
+
+def set_aside_damaged(folders, dry_run=False, log=print):
+    """For each run folder in `folders` whose records are damaged (damaged_run): say why, and, unless
+    `dry_run`, move its run.json to run.json.damaged, so that Snakemake sees the run's outputs incomplete
+    and retrains exactly that run."""
+    for folder in folders:
+        damage = damaged_run(folder)
+        if damage:
+            log(f"warning: {damage}" + (" (a real run sets it aside and retrains)" if dry_run else ""))
+            if not dry_run:
+                os.replace(Path(folder) / "run.json", Path(folder) / "run.json.damaged")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from snakemake.utils import update_config, validate
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 from mnist_sgd.configfile import ConfigFileError, check_config_file
 from mnist_sgd.imports import EXECUTION, PACKAGE, imports
-from mnist_sgd.records import damaged_run
+from mnist_sgd.records import set_aside_damaged
 from mnist_sgd.scaling import PROBLEM
 from mnist_sgd.study import (
     BUILTIN_DATASETS,
@@ -42,9 +42,8 @@ from mnist_sgd.study import (
     training_set_name,
 )
 
-SCHEMA = yaml.safe_load(
-    open(os.path.join(workflow.basedir, "config", "config.schema.yaml"))
-)["properties"]
+with open(os.path.join(workflow.basedir, "config", "config.schema.yaml")) as schema:
+    SCHEMA = yaml.safe_load(schema)["properties"]
 
 
 def command_line_config():
@@ -236,23 +235,11 @@ RUNS = list(dict.fromkeys(run for runs in SWEEPS.values() for run in runs))
 # set aside as run.json.damaged, so that its job's outputs are incomplete. Not in a dry run (it says
 # what a real run would do), nor in a cluster job's own Snakemake (the main one looked already).
 if not workflow.remote_exec:
-    for run in RUNS:
-        damage = damaged_run(f"results/runs/{run}")
-        if damage:
-            print(
-                f"warning: {damage}"
-                + (
-                    " (a real run sets it aside and retrains)"
-                    if workflow.dryrun
-                    else ""
-                ),
-                file=sys.stderr,
-            )
-            if not workflow.dryrun:
-                os.replace(
-                    f"results/runs/{run}/run.json",
-                    f"results/runs/{run}/run.json.damaged",
-                )
+    set_aside_damaged(
+        [f"results/runs/{run}" for run in RUNS],
+        workflow.dryrun,
+        log=lambda line: print(line, file=sys.stderr),
+    )
 SWEEPS_BY_RUN = {run: [s for s, runs in SWEEPS.items() if run in runs] for run in RUNS}
 # Each data set's target accuracies (mnist_sgd.scaling), for the data sets the runs train on.
 TARGETS = {
@@ -475,6 +462,7 @@ def write_partial_summary():
         file=sys.stderr,
     )
     for row in incomplete.itertuples():
-        where = f" (log: {row.log})" if row.status == "failed" else ""
-        where = f" ({row.log})" if row.status == "damaged" else where
+        where = {"failed": f" (log: {row.log})", "damaged": f" ({row.log})"}.get(
+            row.status, ""
+        )
         print(f"  {row.status}: {row.run}{where}", file=sys.stderr)
