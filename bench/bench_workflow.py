@@ -12,7 +12,6 @@ the schedule's floor: the larger of the jobs' seconds over the cores and the lon
 import argparse
 import csv
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
+from mnist_sgd.host import usable_cpus  # noqa: E402
 from mnist_sgd.records import RunInfo, cpu_name  # noqa: E402
 from mnist_sgd.study import estimated_seconds  # noqa: E402
 
@@ -98,7 +98,7 @@ def main(argv=None):
     )
     # The schedule's floor: no schedule beats the training jobs' own seconds spread over every core it
     # may use (no more than the machine's CPUs), nor the longest job.
-    cores = min(args.cores, len(os.sched_getaffinity(0)))
+    cores = min(args.cores, usable_cpus())
     floor = max(sum(seconds.values()) / cores, max(seconds.values()))
     print(
         f"training jobs' seconds / {cores} cores: {sum(seconds.values()) / cores:.1f} s; "

@@ -1,7 +1,11 @@
 """Fetching, verifying, parsing and caching MNIST, on small IDX files written by the tests."""
 
+import errno
+import fcntl
 import gzip
 import hashlib
+import os
+import threading
 
 import numpy as np
 import pytest
@@ -69,7 +73,7 @@ def test_empty_and_unreadable_mirrors_are_named_and_skipped(tmp_path, small_mirr
     message = str(err.value)
     assert f"{empty_folder / NAME}.gz: no such file" in message
     assert f"{empty_file / NAME}.gz: SHA-256 of the content is" in message
-    assert f"{unreadable / NAME}.gz: [Errno 21] Is a directory" in message
+    assert f"{unreadable / NAME}.gz: a folder, not a regular file" in message
     assert not (tmp_path / "out").exists()
     assert fetch_idx(NAME, [*mirrors, str(good)], sums[NAME], tmp_path / "out")[0] == str(good / f"{NAME}.gz")
 
@@ -187,6 +191,48 @@ def test_a_damaged_cache_is_rebuilt_from_its_files_when_they_are_given(tmp_path)
     (tmp_path / NAME).write_bytes((tmp_path / NAME).read_bytes()[:-1] + b"\x07")  # and a source file
     with pytest.raises(DataError, match=f"{NAME}: SHA-256 [0-9a-f]{{64}}, expected {sha256[NAME]}"):
         load_cache(cache, sources=sha256, rebuild_from=files, log=lines.append)
+
+
+def test_a_data_set_without_an_image_is_refused_naming_the_file(tmp_path):
+    write_small_mnist(tmp_path, compress=False)
+    (tmp_path / IDX_NAMES[2]).write_bytes(idx_bytes(np.zeros((0, 28, 28))))
+    (tmp_path / IDX_NAMES[3]).write_bytes(idx_bytes(np.zeros(0)))
+    with pytest.raises(DataError, match=f"{tmp_path / IDX_NAMES[2]} holds no image; a data set needs at least one"):
+        build_cache(*(tmp_path / n for n in IDX_NAMES), tmp_path / "mnist.pt")
+    assert not (tmp_path / "mnist.pt").exists()
+
+
+def test_the_format_rules_write_waits_for_the_caches_lock(tmp_path):
+    """format_mnist and a job's rebuild (load_cache) take the same lock: they never write at once."""
+    write_small_mnist(tmp_path, compress=False)
+    cache = tmp_path / "mnist.pt"
+    with open(tmp_path / ".mnist.pt.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        writer = threading.Thread(target=build_cache, args=[*(tmp_path / n for n in IDX_NAMES), cache])
+        writer.start()
+        writer.join(0.5)
+        assert writer.is_alive() and not cache.exists()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        writer.join(30)
+    assert cache.exists()
+
+
+def test_a_file_system_without_locks_rebuilds_the_cache_without_one_and_says_so(tmp_path, monkeypatch):
+    """Lustre mounted without flock: flock fails with ENOSYS."""
+    sha256 = write_small_mnist(tmp_path, compress=False)
+    files = [tmp_path / n for n in IDX_NAMES]
+
+    def no_locks(descriptor, operation):
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+
+    monkeypatch.setattr("mnist_sgd.data.fcntl.flock", no_locks)
+    lines = []
+    data = load_cache(tmp_path / "mnist.pt", sources=sha256, rebuild_from=files, log=lines.append)
+    assert data.train_pixels.shape == (300, 784)
+    assert f"{tmp_path / 'mnist.pt'}: no file locks on this file system (Function not implemented)" in lines[1]
+    monkeypatch.setattr("mnist_sgd.data.fcntl.flock", lambda *_: (_ for _ in ()).throw(OSError(errno.EIO, "I/O")))
+    with pytest.raises(OSError, match="I/O"):  # any other failure is not taken for a missing lock
+        build_cache(*files, tmp_path / "other.pt")
 
 
 def test_a_cache_is_checked_against_the_files_it_should_come_from(tmp_path):

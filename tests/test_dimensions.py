@@ -3,6 +3,7 @@ grid with a diverging learning rate in it, and two data sets side by side in one
 
 import gzip
 import hashlib
+import struct
 
 import pandas as pd
 import pytest
@@ -177,3 +178,13 @@ def test_planning_knows_a_custom_data_sets_size_before_its_first_download(tmp_pa
         in result.stdout
     )
     assert "replace it with a good copy (custom_datasets.mydigits.path)" in result.stdout
+    # Images of another size, and a training set without an image, are refused as what they are.
+    for count, side, problem in [
+        (120, 32, "its images are 32x32 pixels; the model takes 28x28 (784 pixels), as MNIST's"),
+        (0, 28, "its header says it holds no image; a training set needs at least one"),
+    ]:
+        content = b"\0\0\x08\x03" + struct.pack(">III", count, side, side) + bytes(count * side * side)
+        images.write_bytes(gzip.compress(content) if compress else content)
+        result = snakemake(workdir, "-n")
+        assert result.returncode != 0 and "Job stats" not in result.stdout
+        assert f"{images}: {problem}; replace it with a good copy (custom_datasets.mydigits.path)" in result.stdout

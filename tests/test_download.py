@@ -2,6 +2,7 @@
 and given up for the next mirror."""
 
 import gzip
+import os
 import socket
 import subprocess
 import sys
@@ -78,6 +79,41 @@ def test_a_silent_or_trickling_mirror_is_given_up_within_its_deadline_for_the_ne
     assert source == str(good / f"{NAME}.gz")
     assert lines[0] == f"trying {url}/{NAME}.gz" and reason in lines[1] and lines[1].startswith(f"{url}/{NAME}.gz: ")
     assert lines[2] == f"trying {good / NAME}.gz" and not any(f"{url}/{NAME}:" in line for line in lines)
+
+
+def test_a_mirror_that_stalled_once_is_skipped_for_the_rest_of_the_download(server, small_mirror, tmp_path):
+    """A silent first mirror costs one stall for a data set's four files, not one per file."""
+    good, sums = small_mirror
+    url, lines, unreachable = server(silent), [], set()
+    started = time.monotonic()
+    for name in sums:
+        fetch_idx(
+            name, [url, str(good)], sums[name], tmp_path / name, stall=1, log=lines.append, unreachable=unreachable
+        )
+    assert time.monotonic() - started < 2.5
+    assert unreachable == {url} and sum("gave up" in line for line in lines) == 1
+    assert lines.count(f"{url}: skipped, it did not answer in time earlier in this download") == 3
+
+
+def test_a_fifo_device_or_socket_in_a_local_mirror_is_refused_at_once_for_the_next_mirror(small_mirror, tmp_path):
+    """Reading one would block forever (a FIFO without a writer, a socket) or never end (/dev/zero)."""
+    good, sums = small_mirror
+    fifo, device, sock = (tmp_path / kind for kind in ("fifo", "device", "socket"))
+    for folder in (fifo, device, sock):
+        folder.mkdir()
+    os.mkfifo(fifo / f"{NAME}.gz")
+    os.symlink("/dev/zero", device / f"{NAME}.gz")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(sock / f"{NAME}.gz"))
+    lines = []
+    started = time.monotonic()
+    source, _ = fetch_idx(
+        NAME, [str(fifo), str(device), str(sock), str(good)], sums[NAME], tmp_path / "out", log=lines.append
+    )
+    listener.close()
+    assert time.monotonic() - started < 5 and source == str(good / f"{NAME}.gz")
+    for folder, kind in [(fifo, "a FIFO"), (device, "a character device"), (sock, "a socket")]:
+        assert any(line.startswith(f"{folder / NAME}.gz: {kind}, not a regular file") for line in lines)
 
 
 def test_a_mirror_that_only_stalls_fails_with_every_attempt_named(server, tmp_path):

@@ -16,6 +16,7 @@ import yaml
 from small_study import GROUPS, RUNS, changed_config
 
 from conftest import REPO, make_workdir, snakemake, sweep, train_directly
+from mnist_sgd.configfile import ConfigFileError, check_config_text
 from mnist_sgd.noise import measurement_iterations
 from mnist_sgd.records import Optimum, RunInfo
 from mnist_sgd.scaling import steps_to_target
@@ -353,11 +354,42 @@ def test_scalars_on_the_command_line_and_exponents_without_a_sign_mean_what_they
     assert "Nothing to be done" in result.stdout, result.stdout
 
 
-def test_a_key_given_twice_in_a_config_file_is_refused_naming_both_lines(completed, tmp_path):
+# 400 bytes whose aliases expand to 9^8 (43 million) strings: validating them took 90 s and 1.1 GB.
+ALIAS_BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{b}: &{b} [{', '.join(['*' + a] * 9)}]\n" for a, b in zip("abcdefg", "bcdefgh")
+)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "sweeps:\n  mine:\n    lr: 0.1\n    batch_sizes: [1]\n    lr: 0.2\n",
+            "key 'lr' is given twice, at line 3 and at line 5",
+        ),
+        (ALIAS_BOMB, "its aliases (*name) expand it to more than 100,000 values (at line 6)"),
+    ],
+    ids=["duplicate-key", "alias-bomb"],
+)
+def test_a_config_file_that_says_a_key_twice_or_expands_without_bound_is_refused_at_once(
+    completed, tmp_path, text, message
+):
     workdir, _ = completed
-    path = tmp_path / "twice.yaml"
-    path.write_text("sweeps:\n  mine:\n    lr: 0.1\n    batch_sizes: [1]\n    lr: 0.2\n")
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
     result = snakemake(workdir, "-n", "--configfile", str(path))
     assert result.returncode != 0
-    assert f"{path}: key 'lr' is given twice, at line 3 and at line 5" in result.stdout, result.stdout
+    assert f"{path}: {message}" in result.stdout, result.stdout
     assert "Job stats" not in result.stdout
+
+
+def test_an_alias_bomb_is_sized_without_being_expanded():
+    with pytest.raises(ConfigFileError, match="expand it to more than 100,000 values"):
+        check_config_text(ALIAS_BOMB, "bomb.yaml")
+    with pytest.raises(ConfigFileError, match="--config sweeps: its aliases"):  # on the command line too
+        check_config_text(
+            "{a: &a [1,1,1,1,1,1,1,1,1,1], " + ALIAS_BOMB.split("\n", 1)[1].replace("\n", ", ") + "}", "--config sweeps"
+        )
+    with pytest.raises(ConfigFileError, match="line 1: an alias refers to a value that holds it"):
+        check_config_text("a: &a [1, *a]\n", "self.yaml")
+    check_config_text("a: &a [1, 2]\nb: [*a, *a]\n", "fine.yaml")  # a few aliases are fine

@@ -6,11 +6,14 @@ touches the raw files.
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import gzip
 import hashlib
+import os
 import pickle
 import socket
+import stat
 import struct
 import time
 import urllib.error
@@ -126,9 +129,19 @@ def _stream_source(location, sink, stall, deadline):
 
 
 def _open_source(location, stall):
-    """A binary stream of the bytes at a local path or a URL (with `stall` seconds to connect and answer)."""
+    """A binary stream of the bytes at a local path or a URL (with `stall` seconds to connect and answer).
+
+    A local path must be a regular file: a FIFO, a device or a socket would block, or never end."""
     if "://" not in location:
-        return open(location, "rb")
+        _check_regular(os.stat(location).st_mode)
+        descriptor = os.open(location, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        try:  # it may have been replaced since the look above
+            _check_regular(os.fstat(descriptor).st_mode)
+            os.set_blocking(descriptor, True)
+            return os.fdopen(descriptor, "rb")
+        except BaseException:
+            os.close(descriptor)
+            raise
     try:
         return urllib.request.urlopen(location, timeout=stall)
     except (TimeoutError, socket.timeout) as err:
@@ -137,6 +150,21 @@ def _open_source(location, stall):
         if isinstance(err.reason, (TimeoutError, socket.timeout, ConnectionError)):
             raise _Unreachable(f"gave up: {err.reason or 'no answer'}") from err
         raise
+
+
+_NOT_REGULAR = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _check_regular(mode):
+    if not stat.S_ISREG(mode):
+        kind = _NOT_REGULAR.get(stat.S_IFMT(mode), "not a file")
+        raise DataError(f"{kind}, not a regular file: a mirror's files are read only when they are regular files")
 
 
 def _too_large(what):
@@ -180,21 +208,29 @@ def fetch_idx(
     deadline=DEADLINE_SECONDS,
     hint=None,
     log=lambda message: None,
+    unreachable=None,
 ):
     """Fetch IDX file `name` of `dataset` from the first mirror that has a verified copy; write it to
     `destination`; return (where it came from, the MD5 of the `.gz` fetched, or None if it was not compressed).
 
     Each mirror is tried for `name.gz`, then `name` (not when it did not answer in time). An attempt is
-    given up after `stall` seconds without data or `deadline` seconds in all. The decompressed bytes
+    given up after `stall` seconds without data or `deadline` seconds in all. A mirror that did not answer
+    in time is added to the set `unreachable`, and a mirror in it is skipped: one set shared by the
+    files of a download makes a silent mirror cost one stall, not one per file. The decompressed bytes
     must hash to `sha256` and parse as an IDX file; on success they are written atomically. Memory stays
     bounded (CHUNK_BYTES at a time) whatever a source sends. Each attempt and why it was given up is
     logged. If no mirror has a good copy, raise DataError listing every attempt and `hint`, how to use a
     local copy (by default, data_mirror's).
     """
     attempts = []
+    unreachable = set() if unreachable is None else unreachable
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     for mirror in mirrors:
+        if mirror in unreachable:
+            attempts.append(f"{mirror}: skipped, it did not answer in time earlier in this download")
+            log(attempts[-1])
+            continue
         for filename in (name + ".gz", name):
             location = join_location(mirror, filename)
             log(f"trying {location}")
@@ -205,6 +241,7 @@ def fetch_idx(
             log(f"{location}: {problem}")
             attempts.append(f"{location}: {problem}")
             if isinstance(problem, _Unreachable):
+                unreachable.add(mirror)
                 break
     tried = "\n".join(f"  - {a}" for a in attempts) or "  (no mirrors configured)"
     hint = hint or LOCAL_COPY_HINT.format(dataset=dataset)
@@ -257,6 +294,8 @@ def parse_idx(data, origin="<bytes>"):
         raise DataError(
             f"{origin}: {len(data)} bytes, but the header {dims} implies {header + count} (truncated or padded)"
         )
+    if count == 0:  # frombuffer refuses an empty buffer
+        return torch.zeros(dims, dtype=torch.uint8)
     return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).reshape(dims)
 
 
@@ -265,6 +304,8 @@ def _read_pair(images_data, labels_data, images_path, labels_path):
     labels = parse_idx(labels_data, origin=str(labels_path))
     if images.dim() != 3 or labels.dim() != 1:
         raise DataError(f"{images_path} must hold images and {labels_path} labels; they are swapped or wrong")
+    if images.shape[0] == 0:
+        raise DataError(f"{images_path} holds no image; a data set needs at least one training and one test image")
     if images.shape[0] != labels.shape[0]:
         raise DataError(f"{images_path} holds {images.shape[0]} images but {labels_path} {labels.shape[0]} labels")
     if labels.numel() and int(labels.max()) >= NUM_CLASSES:
@@ -282,10 +323,16 @@ def tensors_sha256(tensors):
     return digest.hexdigest()
 
 
-def build_cache(train_images, train_labels, test_images, test_labels, destination, sources=None):
+def build_cache(train_images, train_labels, test_images, test_labels, destination, sources=None, log=print):
     """Parse the four IDX files and save the formatted tensors to `destination` atomically, with the
     SHA-256 of the files they come from and of the tensors themselves (both checked on load).
-    Given `sources` (IDX file name -> SHA-256), the files must have those."""
+    Given `sources` (IDX file name -> SHA-256), the files must have those. Under the cache's lock, as
+    a rebuild by `load_cache`."""
+    with _locked(destination, log):
+        _write_cache(train_images, train_labels, test_images, test_labels, destination, sources)
+
+
+def _write_cache(train_images, train_labels, test_images, test_labels, destination, sources):
     paths = dict(zip(MNIST_SHA256, (train_images, train_labels, test_images, test_labels)))
     raw = {name: Path(path).read_bytes() for name, path in paths.items()}
     hashes = {name: hashlib.sha256(content).hexdigest() for name, content in raw.items()}
@@ -330,7 +377,7 @@ def load_cache(path, device="cpu", sources=None, rebuild_from=None, log=print):
         if rebuild_from is None:
             raise
         log(f"{error}; rebuilding it from {', '.join(map(str, rebuild_from))}")
-    with _locked(path):
+    with _locked(path, log):
         try:  # another job may have rebuilt it meanwhile
             data = _load_checked(path, sources)
         except CacheError:
@@ -340,17 +387,35 @@ def load_cache(path, device="cpu", sources=None, rebuild_from=None, log=print):
                     f"{path}: no data cache, and no IDX files to rebuild it from ({', '.join(missing)} missing); "
                     "run snakemake again: it fetches them first"
                 ) from None
-            build_cache(*rebuild_from, path, sources=sources)
+            _write_cache(*rebuild_from, path, sources)
             data = _load_checked(path, sources)
             log(f"{path}: rebuilt (SHA-256 of its tensors {data.sha256})")
     return data.to(device)
 
 
+# What flock raises on a file system without locks (Lustre mounted without -o flock, some NFS setups).
+_NO_LOCKS = (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL)
+
+
 @contextlib.contextmanager
-def _locked(path):
-    """Hold an exclusive lock on a file beside `path` (released when the process ends, however)."""
+def _locked(path, log=print):
+    """Hold an exclusive lock on a file beside `path` (released when the process ends, however).
+
+    Where the file system has no locks, go on without one, and say so: the lock only saves work, since
+    every writer of the cache writes the same bytes from the same verified files and renames them into
+    place atomically (mnist_sgd.files), so jobs that rebuild it at once each do the work, and no job
+    ever reads half a cache.
+    """
     with open(Path(path).with_name(f".{Path(path).name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError as error:
+            if error.errno not in _NO_LOCKS:
+                raise
+            log(
+                f"{path}: no file locks on this file system ({os.strerror(error.errno)}); going on without "
+                "one (safe: each writer writes the same bytes atomically, but jobs may repeat the work)"
+            )
         yield
 
 

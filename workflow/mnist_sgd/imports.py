@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent
 # The modules that say only where and how a job runs (the warm worker, its job preamble, the GPU locks,
 # this scan): no number depends on them, so the code digests leave them out and editing them retrains
 # nothing.
-EXECUTION = frozenset({"worker", "job", "private_dir", "gpus", "imports"})
+EXECUTION = frozenset({"worker", "job", "private_dir", "gpus", "host", "imports"})
 
 
 def imports(path):

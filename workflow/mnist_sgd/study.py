@@ -267,7 +267,13 @@ def idx_image_count(path, fix):
         expected_size = expected % (1 << 32)  # gzip's trailer holds the size modulo 2^32
     else:
         expected_size = expected
-    if (rows, columns) != (28, 28) or (size is not None and size != expected_size):
+    if (rows, columns) != (28, 28):
+        raise SweepError(
+            f"{path}: its images are {rows}x{columns} pixels; the model takes 28x28 (784 pixels), as MNIST's; {fix}"
+        )
+    if count == 0:
+        raise SweepError(f"{path}: its header says it holds no image; a training set needs at least one; {fix}")
+    if size is not None and size != expected_size:
         raise SweepError(
             f"{path}: its header says {count} images of {rows}x{columns} pixels ({expected} bytes), but it holds "
             f"{size} bytes: truncated or damaged; {fix}"

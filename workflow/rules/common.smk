@@ -2,9 +2,6 @@
 import hashlib
 import os
 import re
-import shutil
-import struct
-import subprocess
 import sys
 
 import yaml
@@ -13,7 +10,18 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
-from mnist_sgd.configfile import ConfigFileError, check_config_file
+from mnist_sgd.host import (
+    UnsupportedPlatform,
+    check_platform,
+    count_gpus,
+    training_threads,
+)
+
+try:
+    check_platform()
+except UnsupportedPlatform as error:
+    raise WorkflowError(str(error))
+from mnist_sgd.configfile import ConfigFileError, check_config_file, check_config_text
 from mnist_sgd.imports import EXECUTION, PACKAGE, imports
 from mnist_sgd.records import set_aside_damaged
 from mnist_sgd.scaling import PROBLEM
@@ -55,6 +63,10 @@ def command_line_config():
     """
     for entry in workflow.config_settings.config_args or ():
         key, _, value = entry.partition("=")
+        try:
+            check_config_text(value, f"--config {key}")
+        except ConfigFileError as error:
+            raise WorkflowError(str(error))
         given = workflow.config_settings.config.get(key)
         if isinstance(given, (dict, list)):
             update_config(config, {key: yaml.safe_load(value)})
@@ -123,39 +135,16 @@ FORMATS = config["figures"]["formats"]
 REPORT_FORMAT = next((ext for ext in ("png", "svg") if ext in FORMATS), FORMATS[0])
 
 
-def count_gpus():
-    """NVIDIA GPUs on this machine, without importing torch (0 when nvidia-smi is absent, fails or
-    hangs: planning runs at every start of the workflow, and of each job on a cluster).
-    """
-    if shutil.which("nvidia-smi") is None:
-        return 0
-    try:
-        listing = subprocess.run(
-            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        print(f"warning: nvidia-smi -L: {error}; counting no GPU", file=sys.stderr)
-        return 0
-    if listing.returncode != 0:
-        print(
-            f"warning: nvidia-smi -L failed ({listing.stderr.strip()}); counting no GPU",
-            file=sys.stderr,
-        )
-        return 0
-    return listing.stdout.count("GPU ")
-
-
 def train_slots():
-    """Cores a training job holds: --cores over this machine's CPUs, at least one. Four one-thread
-    jobs on two CPUs finish later than two (88 s against 76 s for the default study, 2-core AMD EPYC):
-    the longest run gets half a CPU. On a cluster, the profile sets the threads."""
+    """Cores a training job holds (mnist_sgd.host.training_threads); on a cluster, the profile sets the
+    threads."""
     if not workflow.local_exec:
         return 1
     try:
         cores = workflow.cores
     except WorkflowError:  # no --cores (a dry run)
         return 1
-    return max(1, cores // len(os.sched_getaffinity(0)))
+    return training_threads(cores)
 
 
 # auto and cuda runs ask for a GPU when this machine has one (a cluster profile sets it per job).

@@ -18,6 +18,7 @@ config = snakemake.config
 dataset = dataset_of(snakemake.wildcards.dataset_dir)
 custom = (config.get("custom_datasets") or {}).get(dataset)
 mirrors = sources(dataset, config["data_mirror"], config["mirrors"], custom)
+unreachable = set()  # a mirror that stalls on one file is skipped for the others
 for name, sha256, destination in zip(IDX_FILES, snakemake.params.sha256, snakemake.output):
     source, gz_md5 = fetch_idx(
         name,
@@ -29,6 +30,7 @@ for name, sha256, destination in zip(IDX_FILES, snakemake.params.sha256, snakema
         deadline=config["download_deadline_seconds"],
         hint=custom and f"Put the four IDX files (gzip or plain) in custom_datasets.{dataset}.path ({custom['path']}).",
         log=lambda message: print(message, file=sys.stderr),
+        unreachable=unreachable,
     )
     print(f"{destination}: verified copy of {dataset}'s {name} from {source}", file=sys.stderr)
     note = md5_note(dataset, name, gz_md5)

@@ -11,4 +11,11 @@ start_job(snakemake)  # its log; the warm worker runs the rest where it can
 from mnist_sgd.data import build_cache  # noqa: E402
 
 inputs = snakemake.input
-build_cache(inputs.train_images, inputs.train_labels, inputs.test_images, inputs.test_labels, snakemake.output.cache)
+build_cache(
+    inputs.train_images,
+    inputs.train_labels,
+    inputs.test_images,
+    inputs.test_labels,
+    snakemake.output.cache,
+    log=lambda message: print(message, file=sys.stderr),
+)
