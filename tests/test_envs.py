@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from mnist_sgd.imports import imports
+from mnist_sgd import imports as imports_module
+from mnist_sgd.imports import code_digest, imports
 
 RULES = REPO / "workflow" / "rules"
 # Import name -> conda-forge package name, where they differ.
@@ -80,6 +81,30 @@ def test_imports_follow_every_form_of_package_import(tmp_path):
     assert third_party == {"numpy", "matplotlib", "pandas"}
     script.write_text("from mnist_sgd.summary import summarize\n")
     assert imports(script)[0] == {"summary", "files", "records", "scaling", "study"}
+
+
+def test_the_scan_and_the_digest_follow_modules_into_sub_packages(tmp_path, monkeypatch):
+    """A module moved into a folder is followed (its folder's __init__ counts, as importing it runs it), and
+    a name that is no module, or no longer one, is no file to read: planning never fails on a move."""
+    package = tmp_path / "mnist_sgd"
+    (package / "figures").mkdir(parents=True)
+    (package / "__init__.py").write_text('__version__ = "0"\n')
+    (package / "study.py").write_text("import math\n")
+    (package / "worker.py").write_text("import socket\n")
+    (package / "figures" / "__init__.py").write_text('"""Figures."""\n')
+    (package / "figures" / "common.py").write_text("import matplotlib\n")
+    (package / "figures" / "run.py").write_text("from ..study import x\nfrom . import common\nfrom .gone import y\n")
+    monkeypatch.setattr(imports_module, "PACKAGE", package)
+    script = tmp_path / "plot_run.py"
+    script.write_text("from mnist_sgd.figures.run import draw\nfrom mnist_sgd import worker, __version__\n")
+    modules, third_party = imports(script)
+    assert modules == {"figures/__init__", "figures/run", "figures/common", "study", "worker", "__init__"}
+    assert third_party == {"matplotlib"}
+    digest = code_digest(script)
+    (package / "worker.py").write_text("import socket  # an edit of where jobs run\n")
+    assert code_digest(script) == digest  # EXECUTION's modules are left out
+    (package / "figures" / "common.py").write_text("import matplotlib  # an edit of a figure\n")
+    assert code_digest(script) != digest
 
 
 def test_ci_installs_every_test_and_tooling_dependency_at_an_exact_version():

@@ -22,7 +22,7 @@ try:
 except UnsupportedPlatform as error:
     raise WorkflowError(str(error))
 from mnist_sgd.configfile import ConfigFileError, check_config_file, check_config_text
-from mnist_sgd.imports import EXECUTION, PACKAGE, imports
+from mnist_sgd.imports import code_digest as script_digest
 from mnist_sgd.records import set_aside_damaged
 from mnist_sgd.scaling import PROBLEM
 from mnist_sgd.study import (
@@ -240,20 +240,8 @@ SCRIPTS = os.path.join(workflow.basedir, "workflow", "scripts")
 
 
 def code_digest(script):
-    """Digest of `workflow/scripts/<script>.py` and of the package modules it imports, directly or
-    through one another, but EXECUTION's. As a rule parameter it makes an edit of one of them rerun
-    exactly the rules that use it, and nothing else: Snakemake's own code trigger, which the profiles
-    leave out, would compare the script's modification time instead of its content.
-    """
-    path = os.path.join(SCRIPTS, f"{script}.py")
-    modules, _ = imports(path)
-    with open(path, "rb") as source:
-        digest = hashlib.sha256(source.read())
-    # Where and how a job runs (EXECUTION) changes nothing it computes.
-    for stem in sorted(modules - EXECUTION):
-        with open(os.path.join(PACKAGE, f"{stem}.py"), "rb") as source:
-            digest.update(source.read())
-    return digest.hexdigest()[:16]
+    """The code digest (mnist_sgd.imports.code_digest) of `workflow/scripts/<script>.py`."""
+    return script_digest(os.path.join(SCRIPTS, f"{script}.py"))
 
 
 def data_digest(dataset):
