@@ -12,37 +12,15 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/inputs.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/summary.smk"
 include: "workflow/rules/plots.smk"
-
-
-# Jobs that run on the submit host, never on a cluster: downloads need the internet, the rest are short
-# (the optimum of a training set takes seconds).
-localrules:
-    download_mnist,
-    format_mnist,
-    summarize,
-    optimum,
-    plot_run,
-    plot_group,
-    plot_learning_rate,
-    plot_wall_time,
-    plot_steps_to_target,
-    plot_noise_scale,
-    plot_train_size,
+include: "workflow/rules/targets.smk"
 
 
 rule all:
     default_target: True
     input:
-        rules.summarize.output,
-        all_figures(),
-        run_records(RUNS),
-
-
-include: "workflow/rules/targets.smk"
-
-
-onerror:
-    write_partial_summary()
+        all_targets(),

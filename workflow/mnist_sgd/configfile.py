@@ -1,7 +1,14 @@
-"""Config files refused where YAML would let a mistake pass, or take the machine down: a key given twice
-in one mapping, which PyYAML (and so Snakemake) reads as the last value silently; and aliases that
+"""Reading the config as it is meant, before the schema validates it.
+
+Config files are refused where YAML would let a mistake pass, or take the machine down: a key given
+twice in one mapping, which PyYAML (and so Snakemake) reads as the last value silently; and aliases that
 expand a few hundred bytes into billions of values (an alias bomb), which validating or printing the
-config would then walk."""
+config would then walk. `--config` values are read as a config file would read them, learning rates
+written like 1e-3 as numbers, and local mirrors must exist.
+"""
+
+import os
+import re
 
 import yaml
 
@@ -28,17 +35,20 @@ def check_config_text(text, origin):
         pass
 
     def construct_mapping(loader, node, deep=False):
-        lines = {}
+        places = {}
         for key_node, _ in node.value:
             key = loader.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
+            mark = key_node.start_mark
+            place = f"line {mark.line + 1}"
             try:
-                first = lines.setdefault(key, line)
+                first = places.setdefault(key, place)
             except TypeError:  # an unhashable key: YAML's own loader says what is wrong with it
                 continue
-            if first != line:
+            if first is not place:
+                if first == place:  # both on one line, as in {lr: 1, lr: 2}
+                    place += " again"
                 raise ConfigFileError(
-                    f"config error: {origin}: key {key!r} is given twice, at line {first} and at line {line} "
+                    f"config error: {origin}: key {key!r} is given twice, at {first} and at {place} "
                     "(YAML would keep the second silently); keep one"
                 )
         return yaml.SafeLoader.construct_mapping(loader, node, deep)
@@ -89,3 +99,73 @@ def _check_expanded_size(root, origin):
         return total
 
     size(root)
+
+
+def reparse_command_line(config, config_args, given, schema):
+    """Make `config` hold `--config`'s values (`config_args`, the `key=value` strings; `given`, what
+    Snakemake parsed of them) as a config file would read them. Snakemake parses a nested value
+    (`sweeps={tiny: {...}}`) with YAML's base loader, which leaves every scalar a string ('300') and
+    drops the quotes that said a value is one, and keeps a top-level `worker=false` the string 'false':
+    the value as written is parsed again, so that `iterations: 300` is a number, `worker=false` a
+    boolean, and `title: 'lr #2'` or `title: "2024-01-01"` stay the strings quoted. A top-level string
+    is re-read only where the schema (`schema`: its `properties`) says the key is no string.
+    ConfigFileError for a value that check_config_text refuses."""
+    from snakemake.utils import update_config  # planning runs in Snakemake
+
+    for entry in config_args or ():
+        key, _, value = entry.partition("=")
+        check_config_text(value, f"--config {key}")
+        if isinstance(given.get(key), (dict, list)):
+            update_config(config, {key: yaml.safe_load(value)})
+        elif isinstance(given.get(key), str) and "string" not in str(schema.get(key, {}).get("type", "string")):
+            config[key] = yaml.safe_load(value)
+
+
+# YAML 1.1 (PyYAML's) reads 1e-3 and 1.5e2 as strings, for want of a dot or of the exponent's sign: as a
+# learning rate each means the number.
+FLOAT_WITHOUT_DOT = re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
+
+
+def learning_rates_as_numbers(config):
+    """Each sweep's and comparison selector's `lr` written like 1e-3, as the number it means."""
+
+    def number(value):
+        return float(value) if isinstance(value, str) and FLOAT_WITHOUT_DOT.fullmatch(value) else value
+
+    places = list((config.get("sweeps") or {}).values())
+    for comparison in ((config.get("figures") or {}).get("comparisons") or {}).values():
+        places += comparison.get("runs") or [] if isinstance(comparison, dict) else []
+    for place in places:
+        if isinstance(place, dict) and "lr" in place:
+            lr = place["lr"]
+            place["lr"] = [number(v) for v in lr] if isinstance(lr, list) else number(lr)
+
+
+def check_mirrors(config):
+    """ConfigFileError where `data_mirror` or an entry of `mirrors` is a local folder that does not exist."""
+    mirrors = {"data_mirror": config["data_mirror"], **{f"mirrors[{i}]": m for i, m in enumerate(config["mirrors"])}}
+    for key, mirror in mirrors.items():
+        if mirror and "://" not in mirror and not os.path.isdir(mirror):
+            raise ConfigFileError(
+                f"config error: {key}={mirror!r}: no such folder; give the folder holding the "
+                "IDX files (in a sub-folder per data set, or MNIST's directly), or a URL"
+            )
+
+
+def added_sweeps_note(config, own_config_files, replaced):
+    """The note to print when config files of one's own add sweeps to config/config.yaml's (unless the
+    workflow's config is `replaced`): running the default study too is rarely what is meant. None if
+    there is nothing to say."""
+    own = {name for path in own_config_files for name in (_load(path) or {}).get("sweeps", {})}
+    added = sorted(set(config["sweeps"]) - own)
+    if own and not replaced and added:
+        return (
+            f"note: config/config.yaml's sweeps {added} run too; to run only the sweeps of "
+            "your config file, add --replace-workflow-config"
+        )
+    return None
+
+
+def _load(path):
+    with open(path) as stream:
+        return yaml.safe_load(stream)

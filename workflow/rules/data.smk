@@ -44,3 +44,10 @@ checkpoint format_mnist:
         "../../envs/train.yaml"
     script:
         "../scripts/format_mnist.py"
+
+
+# Both run on the submit host, never on a cluster: downloads need the internet, and the cache is needed
+# by every job that trains.
+localrules:
+    download_mnist,
+    format_mnist,

@@ -219,3 +219,14 @@ rule plot_train_size:
         code=code_digest("plot_scaling"),
     script:
         "../scripts/plot_scaling.py"
+
+
+# Figures are drawn on the submit host: each takes seconds.
+localrules:
+    plot_run,
+    plot_group,
+    plot_learning_rate,
+    plot_wall_time,
+    plot_steps_to_target,
+    plot_noise_scale,
+    plot_train_size,
