@@ -19,7 +19,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
-from mnist_sgd.data import MNIST_SHA256, TENSORS, build_cache, fetch_idx, load_cache  # noqa: E402
+from mnist_sgd.data.cache import TENSORS, build_cache, load_cache
+from mnist_sgd.data.fetch import fetch_idx
+from mnist_sgd.study.datasets import MNIST_SHA256  # noqa: E402
 
 
 def unchecked(path):

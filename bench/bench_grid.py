@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO / "bench"))
 from bench_workflow import copy_workflow  # noqa: E402
-from mnist_sgd.records import cpu_name  # noqa: E402
+from mnist_sgd.study.records import cpu_name  # noqa: E402
 
 
 def grid(seeds):

@@ -3,7 +3,7 @@
     python bench/bench_memory.py [--mnist ../shared/mnist] [--iterations 1000] [--batch-size 100]
 
 Builds the data cache from the MNIST files in `--mnist` in a scratch folder, then runs, each as a process of
-its own, `python -c "import torch"` and `python -m mnist_sgd.train` on that cache (one thread), and prints
+its own, `python -c "import torch"` and `python -m mnist_sgd.training.train` on that cache (one thread), and prints
 each one's peak resident memory (the kernel's, from wait4) and their difference: what a training job holds
 beyond torch itself (the SLURM profile's memory request follows from it).
 """
@@ -17,8 +17,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
-from mnist_sgd.data import MNIST_SHA256, build_cache, fetch_idx  # noqa: E402
-from mnist_sgd.records import cpu_name  # noqa: E402
+from mnist_sgd.data.cache import build_cache
+from mnist_sgd.data.fetch import fetch_idx
+from mnist_sgd.study.datasets import MNIST_SHA256  # noqa: E402
+from mnist_sgd.study.records import cpu_name  # noqa: E402
 
 
 def peak_mb(command, cwd):
@@ -43,7 +45,15 @@ def main():
         build_cache(*(scratch / name for name in MNIST_SHA256), scratch / "mnist.pt")
         workflow = REPO / "workflow"
         torch_mb = peak_mb([sys.executable, "-c", "import torch"], workflow)
-        train = [sys.executable, "-m", "mnist_sgd.train", "--data", str(scratch / "mnist.pt"), "--threads", "1"]
+        train = [
+            sys.executable,
+            "-m",
+            "mnist_sgd.training.train",
+            "--data",
+            str(scratch / "mnist.pt"),
+            "--threads",
+            "1",
+        ]
         train += ["--metrics", str(scratch / "m.csv"), "--info", str(scratch / "i.json"), "--device", "cpu"]
         train += ["--iterations", str(args.iterations), "--batch-size", str(args.batch_size)]
         train_mb = peak_mb(train, workflow)

@@ -1,4 +1,4 @@
-"""What the least-squares yardstick costs: `mnist_sgd.optimum.min_norm_solution` (the eigendecomposition
+"""What the least-squares yardstick costs: `mnist_sgd.training.optimum.min_norm_solution` (the eigendecomposition
 of the smaller Gram matrix) against `numpy.linalg.lstsq` (an SVD), on the study's training sets.
 
     python bench/bench_optimum.py [--mnist ../shared/mnist] [--sizes all 100 500 1000 10000]
@@ -19,17 +19,12 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
-from mnist_sgd.data import (  # noqa: E402
-    MNIST_SHA256,
-    as_images,
-    build_cache,
-    fetch_idx,
-    load_cache,
-    seeded_generator,
-    training_set,
-)
-from mnist_sgd.optimum import min_norm_solution  # noqa: E402
-from mnist_sgd.records import cpu_name  # noqa: E402
+from mnist_sgd.data.cache import as_images, build_cache, load_cache
+from mnist_sgd.data.fetch import fetch_idx
+from mnist_sgd.study.datasets import MNIST_SHA256
+from mnist_sgd.study.records import cpu_name  # noqa: E402
+from mnist_sgd.training.optimum import min_norm_solution  # noqa: E402
+from mnist_sgd.training.sgd import seeded_generator, training_set  # noqa: E402
 
 
 def scores(data, images, targets, weight):

@@ -4,7 +4,7 @@
                                    [--no-reference] [--no-cuda-graphs]
 
 For every run of the study (config/config.yaml), in one process and on the same data: trains with
-`mnist_sgd.train.train` and with `mnist_sgd.reference.reference_train` (per-iteration evaluation,
+`mnist_sgd.training.train.train` and with `mnist_sgd.training.reference.reference_train` (per-iteration evaluation,
 the original study's formulas), checks that both give the same curves, and prints the times, their ratio, and
 the share of the machine's large-GEMM rate (measured first, in the same run) that the program's
 arithmetic reaches.
@@ -29,11 +29,14 @@ import yaml  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from mnist_sgd.data import NUM_CLASSES, NUM_FEATURES, load_cache  # noqa: E402
-from mnist_sgd.records import cpu_name  # noqa: E402
-from mnist_sgd.reference import reference_train  # noqa: E402
-from mnist_sgd.study import run_config, sweep_runs  # noqa: E402
-from mnist_sgd.train import resolve_device, train  # noqa: E402
+from mnist_sgd.data.cache import load_cache
+from mnist_sgd.data.idx import NUM_CLASSES, NUM_FEATURES  # noqa: E402
+from mnist_sgd.execution.devices import resolve_device
+from mnist_sgd.study.plan import sweep_runs
+from mnist_sgd.study.records import cpu_name  # noqa: E402
+from mnist_sgd.study.runs import run_config  # noqa: E402
+from mnist_sgd.training.reference import reference_train  # noqa: E402
+from mnist_sgd.training.train import train  # noqa: E402
 
 
 def sync(device):

@@ -5,7 +5,7 @@
 Copies the workflow into a scratch folder, builds the data cache from the MNIST files in `--mnist`
 (not timed), then times `snakemake --cores N all` (plus any arguments after `--`) and prints, per training job, the
 wall seconds Snakemake's `benchmark:` files recorded and the peak resident memory its run.json records, beside the cost model's
-estimate (mnist_sgd.study.estimated_seconds, which orders the jobs), and how close the wall time is to
+estimate (mnist_sgd.study.cost.estimated_seconds, which orders the jobs), and how close the wall time is to
 the schedule's floor: the larger of the jobs' seconds over the cores and the longest job.
 """
 
@@ -21,9 +21,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
-from mnist_sgd.host import usable_cpus  # noqa: E402
-from mnist_sgd.records import RunInfo, cpu_name  # noqa: E402
-from mnist_sgd.study import estimated_seconds  # noqa: E402
+from mnist_sgd.execution.host import usable_cpus  # noqa: E402
+from mnist_sgd.study.cost import estimated_seconds  # noqa: E402
+from mnist_sgd.study.records import RunInfo, cpu_name  # noqa: E402
 
 WORKFLOW_PARTS = ["Snakefile", "workflow", "config", "envs", "profiles"]
 

@@ -26,7 +26,9 @@ echo "== data cache"
 python3 - "$MNIST_DIR" "$out/mnist.pt" <<'PY'
 import sys, tempfile
 from pathlib import Path
-from mnist_sgd.data import MNIST_SHA256, build_cache, fetch_idx
+from mnist_sgd.data.cache import build_cache
+from mnist_sgd.data.fetch import fetch_idx
+from mnist_sgd.study.datasets import MNIST_SHA256
 raw = Path(tempfile.mkdtemp())
 for name, digest in MNIST_SHA256.items():
     fetch_idx(name, [sys.argv[1]], digest, raw / name)
@@ -38,7 +40,7 @@ xdist=$(python3 -c "import xdist" 2>/dev/null && echo "-n 4 --dist loadfile")
 python3 -m pytest -q -p no:cacheprovider -o addopts= -rfEs $xdist tests/test_gpu.py tests/test_gpus.py tests/test_sgd.py tests/test_train.py tests/test_data.py 2>&1 | tail -25
 echo "== one run through the program's command line, device auto"
 TIMEFORMAT="%R s wall (process, CUDA start-up, data load, training, output)"
-time python3 -m mnist_sgd.train --data "$out/mnist.pt" --metrics "$out/m.csv" --info "$out/i.json" --batch-size 1 2>&1 | tail -3
+time python3 -m mnist_sgd.training.train --data "$out/mnist.pt" --metrics "$out/m.csv" --info "$out/i.json" --batch-size 1 2>&1 | tail -3
 echo "== benchmark, program only, every run of the study (CUDA graphs, then eager launches)"
 python3 bench/bench_training.py --data "$out/mnist.pt" --device cuda --no-reference
 python3 bench/bench_training.py --data "$out/mnist.pt" --device cuda --no-reference --no-cuda-graphs

@@ -16,8 +16,9 @@ import pytest
 import yaml
 from snakemake_fork import Snakemake
 
-from mnist_sgd.data import MNIST_SHA256, build_cache, load_cache
-from mnist_sgd.train import TrainConfig
+from mnist_sgd.data.cache import build_cache, load_cache
+from mnist_sgd.study.datasets import MNIST_SHA256
+from mnist_sgd.study.runs import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
@@ -121,7 +122,7 @@ def train_directly(workdir, metrics, *options):
         [
             sys.executable,
             "-m",
-            "mnist_sgd.train",
+            "mnist_sgd.training.train",
             "--data",
             str(workdir / "results" / "data" / "mnist.pt"),
             "--metrics",

@@ -14,9 +14,11 @@ import torchvision
 import yaml
 
 from conftest import IDX_NAMES, REPO, idx_bytes, write_small_mnist
-from mnist_sgd.data import MNIST_SHA256, DataError, build_cache, fetch_idx, load_cache, parse_idx
-from mnist_sgd.datasets import BUILTIN, file_names, gz_md5, sources
-from mnist_sgd.study import BUILTIN_DATASETS, DIGITS, IDX_FILES, class_names
+from mnist_sgd.data.cache import build_cache, load_cache
+from mnist_sgd.data.fetch import fetch_idx
+from mnist_sgd.data.idx import DataError, parse_idx
+from mnist_sgd.data.sources import BUILTIN, file_names, gz_md5, sources
+from mnist_sgd.study.datasets import BUILTIN_DATASETS, DIGITS, IDX_FILES, MNIST_SHA256, class_names
 
 NAME = "train-images-idx3-ubyte"
 
@@ -225,12 +227,12 @@ def test_a_file_system_without_locks_rebuilds_the_cache_without_one_and_says_so(
     def no_locks(descriptor, operation):
         raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
 
-    monkeypatch.setattr("mnist_sgd.data.fcntl.flock", no_locks)
+    monkeypatch.setattr("mnist_sgd.data.cache.fcntl.flock", no_locks)
     lines = []
     data = load_cache(tmp_path / "mnist.pt", sources=sha256, rebuild_from=files, log=lines.append)
     assert data.train_pixels.shape == (300, 784)
     assert f"{tmp_path / 'mnist.pt'}: no file locks on this file system (Function not implemented)" in lines[1]
-    monkeypatch.setattr("mnist_sgd.data.fcntl.flock", lambda *_: (_ for _ in ()).throw(OSError(errno.EIO, "I/O")))
+    monkeypatch.setattr("mnist_sgd.data.cache.fcntl.flock", lambda *_: (_ for _ in ()).throw(OSError(errno.EIO, "I/O")))
     with pytest.raises(OSError, match="I/O"):  # any other failure is not taken for a missing lock
         build_cache(*files, tmp_path / "other.pt")
 
@@ -246,7 +248,7 @@ def test_a_cache_is_checked_against_the_files_it_should_come_from(tmp_path):
 
 
 def test_a_download_that_decompresses_to_more_than_the_limit_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr("mnist_sgd.data.MAX_IDX_BYTES", 1 << 20)
+    monkeypatch.setattr("mnist_sgd.data.fetch.MAX_IDX_BYTES", 1 << 20)
     (tmp_path / f"{NAME}.gz").write_bytes(gzip.compress(bytes(4 << 20)))  # 4 MiB of zeros: 4 kB of gzip
     (tmp_path / NAME).write_bytes(bytes((1 << 20) + 1))
     with pytest.raises(DataError) as error:

@@ -12,7 +12,8 @@ import time
 import pytest
 
 from conftest import REPO
-from mnist_sgd.data import DataError, fetch_idx
+from mnist_sgd.data.fetch import fetch_idx
+from mnist_sgd.data.idx import DataError
 
 NAME = "train-labels-idx1-ubyte"
 
@@ -141,8 +142,8 @@ def test_downloads_stream_in_bounded_memory_and_a_decompression_bomb_is_refused_
 import resource, sys
 sys.path.insert(0, {str(REPO / "workflow")!r})
 import mnist_sgd.data
-from mnist_sgd.data import fetch_idx
-mnist_sgd.data.MAX_IDX_BYTES = 256 << 20
+from mnist_sgd.data.fetch import fetch_idx
+mnist_sgd.data.fetch.MAX_IDX_BYTES = 256 << 20
 mapped = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
 resource.setrlimit(resource.RLIMIT_AS, (mapped + (128 << 20),) * 2)
 lines = []

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from mnist_sgd import imports as imports_module
-from mnist_sgd.imports import code_digest, imports
+from mnist_sgd.execution import digests as imports_module
+from mnist_sgd.execution.digests import code_digest, imports
 
 RULES = REPO / "workflow" / "rules"
 # Import name -> conda-forge package name, where they differ.
@@ -75,12 +75,17 @@ def test_env_lower_bounds_are_pyprojects():
 
 def test_imports_follow_every_form_of_package_import(tmp_path):
     script = tmp_path / "script.py"
-    script.write_text("import json\nimport numpy as np\nfrom mnist_sgd import plots, __version__\n")
+    script.write_text(
+        "import json\nimport numpy as np\nfrom mnist_sgd import __version__\nfrom mnist_sgd.figures import run\n"
+    )
     modules, third_party = imports(script)
-    assert modules == {"__init__", "plots", "files", "study"}  # plots imports .files, .study...
+    # figures.run imports .common, which imports the study's modules: each with its sub-package's __init__
+    study = {"study/__init__", "study/datasets", "study/files", "study/runs"}
+    assert modules == {"__init__", "figures/__init__", "figures/run", "figures/common", *study}
     assert third_party == {"numpy", "matplotlib", "pandas"}
-    script.write_text("from mnist_sgd.summary import summarize\n")
-    assert imports(script)[0] == {"summary", "files", "records", "scaling", "study"}
+    script.write_text("from mnist_sgd.analysis.summary import summarize\n")
+    analysis = {"analysis/__init__", "analysis/summary", "analysis/scaling"}
+    assert imports(script)[0] == {*analysis, *study, "study/layout", "study/records"}
 
 
 def test_the_scan_and_the_digest_follow_modules_into_sub_packages(tmp_path, monkeypatch):
@@ -88,20 +93,32 @@ def test_the_scan_and_the_digest_follow_modules_into_sub_packages(tmp_path, monk
     a name that is no module, or no longer one, is no file to read: planning never fails on a move."""
     package = tmp_path / "mnist_sgd"
     (package / "figures").mkdir(parents=True)
+    (package / "execution").mkdir()
+    (package / "execution" / "__init__.py").write_text('"""How jobs run."""\n')
     (package / "__init__.py").write_text('__version__ = "0"\n')
     (package / "study.py").write_text("import math\n")
-    (package / "worker.py").write_text("import socket\n")
+    (package / "execution" / "worker.py").write_text("import socket\n")
     (package / "figures" / "__init__.py").write_text('"""Figures."""\n')
     (package / "figures" / "common.py").write_text("import matplotlib\n")
     (package / "figures" / "run.py").write_text("from ..study import x\nfrom . import common\nfrom .gone import y\n")
     monkeypatch.setattr(imports_module, "PACKAGE", package)
     script = tmp_path / "plot_run.py"
-    script.write_text("from mnist_sgd.figures.run import draw\nfrom mnist_sgd import worker, __version__\n")
+    script.write_text(
+        "from mnist_sgd.figures.run import draw\nfrom mnist_sgd import __version__\nfrom mnist_sgd.execution import worker\n"
+    )
     modules, third_party = imports(script)
-    assert modules == {"figures/__init__", "figures/run", "figures/common", "study", "worker", "__init__"}
+    assert modules == {
+        "figures/__init__",
+        "figures/run",
+        "figures/common",
+        "study",
+        "execution/__init__",
+        "execution/worker",
+        "__init__",
+    }
     assert third_party == {"matplotlib"}
     digest = code_digest(script)
-    (package / "worker.py").write_text("import socket  # an edit of where jobs run\n")
+    (package / "execution" / "worker.py").write_text("import socket  # an edit of where jobs run\n")
     assert code_digest(script) == digest  # EXECUTION's modules are left out
     (package / "figures" / "common.py").write_text("import matplotlib  # an edit of a figure\n")
     assert code_digest(script) != digest

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_sgd.files import NoSpace, atomic_path, write_text_atomic
+from mnist_sgd.study.files import NoSpace, atomic_path, write_text_atomic
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

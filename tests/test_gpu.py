@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-import mnist_sgd.steps
+import mnist_sgd.training.steps
 from conftest import GRAPH_CONFIGS
-from mnist_sgd.steps import CudaGraphSteps
-from mnist_sgd.train import TrainConfig, train
+from mnist_sgd.study.runs import TrainConfig
+from mnist_sgd.training.steps import CudaGraphSteps
+from mnist_sgd.training.train import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -35,7 +36,7 @@ def test_cuda_graphs_replay_the_eager_steps_bit_for_bit(small_data, config, monk
             replay = super()._capture(steps)
             return lambda: replays.append(1) or replay()
 
-    monkeypatch.setattr(mnist_sgd.steps, "CudaGraphSteps", Counting)
+    monkeypatch.setattr(mnist_sgd.training.steps, "CudaGraphSteps", Counting)
     graphed = train(data, config, log=lambda m: None)
     assert len(replays) >= 5  # of 10 chunks
     assert np.array_equal(graphed.train_loss, eager.train_loss)

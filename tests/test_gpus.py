@@ -1,4 +1,4 @@
-"""Which GPU a training job takes (mnist_sgd.gpus), with fake devices: no GPU needed."""
+"""Which GPU a training job takes (mnist_sgd.execution.devices), with fake devices: no GPU needed."""
 
 import os
 import signal
@@ -9,14 +9,14 @@ import time
 import pytest
 
 from conftest import REPO, make_workdir, sweep
-from mnist_sgd.gpus import claim_gpu
+from mnist_sgd.execution.devices import claim_gpu
 
 DEVICES = ["GPU-aaaa", "GPU-bbbb", "GPU-cccc"]
 # A training job's claim: print the device it got, then hold it until stdin closes.
 CLAIM = f"""
 import sys
 from pathlib import Path
-from mnist_sgd.gpus import claim_gpu
+from mnist_sgd.execution.devices import claim_gpu
 devices = {DEVICES!r}[: int(sys.argv[3])]
 index = claim_gpu(devices, Path(sys.argv[1]), log=lambda m: print(m, flush=True), poll_seconds=0.05, per_device=int(sys.argv[2]))
 print("got", index, flush=True)
@@ -110,7 +110,7 @@ def test_a_hanging_or_failing_nvidia_smi_counts_as_no_gpu_with_a_warning(tmp_pat
 
 @pytest.mark.parametrize("slurm", [False, True])
 def test_slurm_jobs_keep_the_devices_slurm_assigned(monkeypatch, slurm):
-    from mnist_sgd import gpus
+    from mnist_sgd.execution import devices as gpus
 
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     if slurm:

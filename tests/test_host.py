@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from conftest import make_workdir, snakemake, sweep
-from mnist_sgd import host
-from mnist_sgd.worker import _Child
+from mnist_sgd.execution import host
+from mnist_sgd.execution.worker import _Child
 
 
 @pytest.mark.parametrize("platform", ["linux", "darwin"])

@@ -1,10 +1,10 @@
-"""The gradient noise scales (mnist_sgd.noise) against a brute force from per-example autograd gradients."""
+"""The gradient noise scales (mnist_sgd.training.noise) against a brute force from per-example autograd gradients."""
 
 import numpy as np
 import pytest
 import torch
 
-from mnist_sgd.noise import example_curvature, measurement_iterations, noise_scales
+from mnist_sgd.training.noise import example_curvature, measurement_iterations, noise_scales
 
 
 def brute_force(images, targets, weight):
@@ -30,7 +30,7 @@ def brute_force(images, targets, weight):
 @pytest.mark.parametrize("rows, columns", [(300, 20), (12, 20)], ids=["more rows than pixels", "fewer"])
 @pytest.mark.parametrize("pixels", [True, False], ids=["uint8 pixels", "floats"])
 def test_noise_scales_equal_the_brute_force_from_per_example_gradients(rows, columns, pixels, monkeypatch):
-    monkeypatch.setattr("mnist_sgd.noise.ROWS", 64)  # several blocks, the last one short
+    monkeypatch.setattr("mnist_sgd.training.noise.ROWS", 64)  # several blocks, the last one short
     generator = torch.Generator().manual_seed(rows)
     raw = torch.randint(0, 256, (rows, columns), generator=generator, dtype=torch.uint8)
     raw[:, 0] = 0  # a pixel that is dark in every image, as MNIST's border
@@ -43,7 +43,7 @@ def test_noise_scales_equal_the_brute_force_from_per_example_gradients(rows, col
 
 
 def test_example_curvature_is_each_rows_quadratic_form_in_the_gram_matrix(monkeypatch):
-    monkeypatch.setattr("mnist_sgd.noise.CURVATURE_ROWS", 7)  # several blocks, the last one short
+    monkeypatch.setattr("mnist_sgd.training.noise.CURVATURE_ROWS", 7)  # several blocks, the last one short
     images = torch.rand(30, 8, dtype=torch.float64)
     for x in (images, images[:5]):  # more images than pixels, and fewer
         hessian = x.T @ x / len(x)

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_sgd.data import MNIST, NUM_CLASSES, NUM_FEATURES
-from mnist_sgd.optimum import min_norm_solution, optimum
-from mnist_sgd.study import TrainConfig, parse_training_set, training_set_name
-from mnist_sgd.train import train
+from mnist_sgd.data.cache import MNIST
+from mnist_sgd.data.idx import NUM_CLASSES, NUM_FEATURES
+from mnist_sgd.study.runs import TrainConfig, parse_training_set, training_set_name
+from mnist_sgd.training.optimum import min_norm_solution, optimum
+from mnist_sgd.training.train import train
 
 
 def problem(rows, columns, rank=None, seed=0):

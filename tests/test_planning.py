@@ -1,6 +1,6 @@
 """What planning does before and around `mnist_sgd.study.plan`, as the rules call it: the config read as
-meant (mnist_sgd.configfile), the results layout (mnist_sgd.layout), the figure targets
-(mnist_sgd.targets), and the partial summary after a failure (mnist_sgd.partial)."""
+meant (mnist_sgd.study.config), the results layout (mnist_sgd.study.layout), the figure targets
+(mnist_sgd.study.targets), and the partial summary after a failure (mnist_sgd.analysis.summary)."""
 
 import gzip
 import struct
@@ -8,16 +8,16 @@ import struct
 import pandas as pd
 import pytest
 
-from mnist_sgd.configfile import (
+from mnist_sgd.analysis.summary import write_partial_summary
+from mnist_sgd.study.config import (
     ConfigFileError,
     added_sweeps_note,
     check_mirrors,
     learning_rates_as_numbers,
     reparse_command_line,
 )
-from mnist_sgd.layout import run_records, training_set_size
-from mnist_sgd.partial import write_partial_summary
-from mnist_sgd.targets import FigureTargets, rst_text
+from mnist_sgd.study.layout import run_records, training_set_size
+from mnist_sgd.study.targets import FigureTargets, rst_text
 
 
 def test_command_line_values_are_read_as_a_config_file_reads_them():

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 
 from conftest import REPO
-from mnist_sgd.grid_plots import grid_panels, plot_accuracy_heatmap, plot_grid_curves
-from mnist_sgd.plots import MAX_FIGURE_PIXELS, Configuration
-from mnist_sgd.records import Resolved, RunInfo
-from mnist_sgd.study import TrainConfig
+from mnist_sgd.figures.common import MAX_FIGURE_PIXELS, Configuration
+from mnist_sgd.figures.grid import grid_panels, plot_accuracy_heatmap, plot_grid_curves
+from mnist_sgd.study.records import Resolved, RunInfo
+from mnist_sgd.study.runs import TrainConfig
 
 
 def test_a_figure_of_many_runs_at_a_high_dpi_is_drawn_within_the_pixel_bound_and_says_so(tmp_path):
@@ -20,7 +20,7 @@ def test_a_figure_of_many_runs_at_a_high_dpi_is_drawn_within_the_pixel_bound_and
 import sys
 sys.path.insert(0, {str(REPO / "workflow")!r})
 import pandas as pd
-from mnist_sgd.plots import plot_wall_time
+from mnist_sgd.figures.group import plot_wall_time
 summary = pd.DataFrame({{
     "run": [f"scratch/trainall_batch{{b}}_lr0.001_it1000_seed{{s}}" for b in range(14) for s in range(10)],
     "wall_seconds": 1.5, "device": "cpu"}})
@@ -88,7 +88,7 @@ def test_a_batch_size_by_learning_rate_grid_gets_small_multiples_and_a_heatmap(t
 
 
 def scaling_table(batch_sizes=(1, 4, 16, 64), seeds=(0, 1), train_sizes=(60000,), reached=True):
-    """A summary table (mnist_sgd.summary) of runs on S = 50 (1 + 16 / B) steps to 0.8, with noise scales."""
+    """A summary table (mnist_sgd.analysis.summary) of runs on S = 50 (1 + 16 / B) steps to 0.8, with noise scales."""
     rows = []
     for train_size in train_sizes:
         for batch_size in batch_sizes:
@@ -122,8 +122,8 @@ def scaling_table(batch_sizes=(1, 4, 16, 64), seeds=(0, 1), train_sizes=(60000,)
 
 
 def test_the_scaling_figures_draw_the_fit_the_noise_scale_and_the_size_curve(tmp_path):
-    from mnist_sgd.scaling import batch_scaling, critical_batch
-    from mnist_sgd.scaling_plots import plot_noise_scales, plot_steps_to_target, plot_train_size_curve
+    from mnist_sgd.analysis.scaling import batch_scaling, critical_batch
+    from mnist_sgd.figures.scaling import plot_noise_scales, plot_steps_to_target, plot_train_size_curve
 
     table = scaling_table()
     scaling = batch_scaling(table, lambda dataset: [0.8])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import REAL_MNIST, copy_workflow, snakemake
-from mnist_sgd.data import as_images
+from mnist_sgd.data.cache import as_images
 
 pytestmark = [
     pytest.mark.slow,

@@ -1,4 +1,4 @@
-"""A run's records prove themselves (mnist_sgd.records): run.json holds the size and SHA-256 of the files
+"""A run's records prove themselves (mnist_sgd.study.records): run.json holds the size and SHA-256 of the files
 the run wrote and a digest of itself, and every reader refuses a torn, edited or malformed record by name."""
 
 import json
@@ -7,10 +7,11 @@ import re
 import pytest
 
 from conftest import IDX_NAMES, write_small_mnist
-from mnist_sgd.data import build_cache
-from mnist_sgd.records import DamagedRecord, RunInfo, damaged_run, set_aside_damaged
-from mnist_sgd.summary import summarize
-from mnist_sgd.train import TrainConfig, run
+from mnist_sgd.analysis.summary import summarize
+from mnist_sgd.data.cache import build_cache
+from mnist_sgd.study.records import DamagedRecord, RunInfo, damaged_run, set_aside_damaged
+from mnist_sgd.study.runs import TrainConfig
+from mnist_sgd.training.train import run
 
 
 @pytest.fixture(scope="module")

@@ -95,19 +95,23 @@ ANALYSIS = {"summarize": 1, "plot_wall_time": 1, "plot_steps_to_target": 1, "plo
 @pytest.mark.parametrize(
     "module, expected",
     [
-        ("plots", FIGURES_ONLY),
-        ("summary", ANALYSIS),
-        ("scaling", ANALYSIS),
-        ("scaling_plots", {"plot_steps_to_target": 1, "plot_noise_scale": 3, "all": 1}),
+        ("figures/common", FIGURES_ONLY),
+        ("analysis/summary", ANALYSIS),
+        ("analysis/scaling", ANALYSIS),
+        ("figures/scaling", {"plot_steps_to_target": 1, "plot_noise_scale": 3, "all": 1}),
         # the noise scales' code: what the runs measure, and the curvature the optima save for them
-        ("noise", {**RETRAIN_ALL, "optimum": 3}),
-        ("sgd", RETRAIN_ALL),
-        # imported only through mnist_sgd.train (the package's version) and through the rule's script
+        ("training/noise", {**RETRAIN_ALL, "optimum": 3}),
+        # the training math, the subset sampling among it: the optima too
+        ("training/sgd", {**RETRAIN_ALL, "optimum": 3}),
+        # imported only through mnist_sgd.training.train (the package's version) and through the rule's script
         ("__init__", RETRAIN_ALL),
-        ("study", {**RETRAIN_ALL, "optimum": 3}),
+        ("study/runs", {**RETRAIN_ALL, "optimum": 3}),
         # the data code: the runs and optima, not the data (pinned by checksums, the cache by its version)
-        ("data", {**RETRAIN_ALL, "optimum": 3}),
-        ("optimum", {"optimum": 3, "plot_run": 5, "plot_group": 3, "summarize": 1, "plot_wall_time": 1, "all": 1}),
+        ("data/cache", {**RETRAIN_ALL, "optimum": 3}),
+        (
+            "training/optimum",
+            {"optimum": 3, "plot_run": 5, "plot_group": 3, "summarize": 1, "plot_wall_time": 1, "all": 1},
+        ),
     ],
 )
 def test_a_code_edit_reruns_exactly_the_rules_that_run_that_code(completed, tmp_path, module, expected):

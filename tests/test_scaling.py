@@ -1,4 +1,4 @@
-"""Steps to a target, the best learning rate per batch size and the critical-batch fit (mnist_sgd.scaling)."""
+"""Steps to a target, the best learning rate per batch size and the critical-batch fit (mnist_sgd.analysis.scaling)."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnist_sgd.scaling import batch_scaling, critical_batch, fit_critical_batch, run_steps, steps_to_target
+from mnist_sgd.analysis.scaling import batch_scaling, critical_batch, fit_critical_batch, run_steps, steps_to_target
 
 ITERATIONS = np.arange(1, 201)
 

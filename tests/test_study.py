@@ -11,24 +11,21 @@ from hypothesis_jsonschema import from_schema
 from snakemake.utils import validate
 
 from conftest import REPO
-from mnist_sgd.study import (
+from mnist_sgd.study.cost import estimated_seconds
+from mnist_sgd.study.datasets import SweepError
+from mnist_sgd.study.plan import plan, sweep_runs
+from mnist_sgd.study.runs import (
     MAX_BATCH_SIZE,
     MAX_ITERATIONS,
     MAX_SEED,
     RUN_PATTERN,
     RUN_WILDCARDS,
-    SweepError,
     configurations,
-    estimated_seconds,
-    learning_rate_labels,
-    learning_rate_lines,
     parse_run,
-    plan,
     run_config,
-    run_labels,
     run_name,
-    sweep_runs,
 )
+from mnist_sgd.study.targets import learning_rate_labels, learning_rate_lines, run_labels
 
 SCHEMA = REPO / "config" / "config.schema.yaml"
 # A run name the workflow's wildcards match (so a rule can produce it).

@@ -10,17 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-import mnist_sgd.noise
-import mnist_sgd.steps
+import mnist_sgd.training.noise
+import mnist_sgd.training.steps
 from conftest import GRAPH_CONFIGS
-from mnist_sgd.data import seeded_generator, training_set
-from mnist_sgd.noise import measurement_iterations, noise_scales
-from mnist_sgd.records import RunInfo, git_state, write_metrics
-from mnist_sgd.reference import reference_train
-from mnist_sgd.sgd import UPDATERS, epoch_batches, uniform_batches
-from mnist_sgd.steps import CudaGraphSteps, chunks
-from mnist_sgd.study import MAX_LR
-from mnist_sgd.train import ConfigError, TrainConfig, main, parse_args, train
+from mnist_sgd.study.records import RunInfo, git_state, write_metrics
+from mnist_sgd.study.runs import MAX_LR, ConfigError, TrainConfig
+from mnist_sgd.training.noise import measurement_iterations, noise_scales
+from mnist_sgd.training.reference import reference_train
+from mnist_sgd.training.sgd import UPDATERS, epoch_batches, seeded_generator, training_set, uniform_batches
+from mnist_sgd.training.steps import CudaGraphSteps, chunks
+from mnist_sgd.training.train import main, parse_args, train
 
 QUIET = dict(log=lambda message: None)
 
@@ -71,7 +70,7 @@ def test_subsets_are_seeded_and_of_the_requested_size(small_data):
 
 @pytest.mark.parametrize("sampler, batch_size", [(uniform_batches, 3), (epoch_batches, 7)])
 def test_chunks_regroup_the_sampler_blocks_without_changing_a_batch(monkeypatch, sampler, batch_size):
-    monkeypatch.setattr("mnist_sgd.sgd.SAMPLE_BLOCK_ELEMENTS", 40)  # sampler blocks that chunks straddle
+    monkeypatch.setattr("mnist_sgd.training.sgd.SAMPLE_BLOCK_ELEMENTS", 40)  # sampler blocks that chunks straddle
     blocks = list(sampler(50, batch_size, 97, torch.Generator().manual_seed(0)))
     assert len(blocks) > 2
     regrouped = list(chunks(iter(blocks), 10))
@@ -98,8 +97,8 @@ def test_noise_scales_are_measured_at_their_iterations_without_changing_a_number
         weights[len(weights)] = weight.clone()
         return noise_scales(pixels, targets, weight, curvature)
 
-    monkeypatch.setattr(mnist_sgd.noise, "noise_scales", measured)
-    monkeypatch.setattr(mnist_sgd.steps, "CudaGraphSteps", EmulatedGraphs)  # chunk shapes vary with the cuts
+    monkeypatch.setattr(mnist_sgd.training.noise, "noise_scales", measured)
+    monkeypatch.setattr(mnist_sgd.training.steps, "CudaGraphSteps", EmulatedGraphs)  # chunk shapes vary with the cuts
     result = train(small_data, config, noise_points=4, **QUIET)
     assert np.array_equal(result.train_loss, plain.train_loss)
     assert np.array_equal(result.test_correct, plain.test_correct)
@@ -135,7 +134,7 @@ class EmulatedGraphs(CudaGraphSteps):
 @pytest.mark.parametrize("config", GRAPH_CONFIGS.values(), ids=GRAPH_CONFIGS.keys())
 def test_graph_replays_of_chunks_give_the_eager_curves(small_data, config, monkeypatch):
     eager = train(small_data, config, **QUIET)
-    monkeypatch.setattr(mnist_sgd.steps, "CudaGraphSteps", EmulatedGraphs)
+    monkeypatch.setattr(mnist_sgd.training.steps, "CudaGraphSteps", EmulatedGraphs)
     EmulatedGraphs.replays = 0
     replayed = train(small_data, config, **QUIET)
     assert EmulatedGraphs.replays >= 5  # of the 10 chunks (a tenth of the run each): most were replays
@@ -162,7 +161,7 @@ def test_a_failed_capture_goes_on_eagerly_from_its_chunk_with_no_iteration_lost_
     small_data, config, fail_at, monkeypatch
 ):
     eager = train(small_data, config, **QUIET)
-    monkeypatch.setattr(mnist_sgd.steps, "CudaGraphSteps", FailingCapture)
+    monkeypatch.setattr(mnist_sgd.training.steps, "CudaGraphSteps", FailingCapture)
     FailingCapture.captures, FailingCapture.fail_at = 0, fail_at
     lines = []
     result = train(small_data, config, log=lines.append)

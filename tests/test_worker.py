@@ -1,6 +1,6 @@
 """The warm worker serves its own user alone, never hangs a job, and runs each job as a process of its own
-would (mnist_sgd.worker; docs/security.md). The jobs here are small Python programs that start as a rule
-script does (mnist_sgd.job.start_job); their TMPDIR is this module's, so the worker is this module's."""
+would (mnist_sgd.execution.worker; docs/security.md). The jobs here are small Python programs that start as a rule
+script does (mnist_sgd.execution.job.start_job); their TMPDIR is this module's, so the worker is this module's."""
 
 import contextlib
 import json
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from mnist_sgd import worker
-from mnist_sgd.gpus import claim_gpu
-from mnist_sgd.private_dir import NotPrivate, ensure_private
+from mnist_sgd.execution import client, worker
+from mnist_sgd.execution.devices import claim_gpu
+from mnist_sgd.execution.private_dir import NotPrivate, ensure_private
 
 NOBODY = 65534
 ROOT = os.getuid() == 0
@@ -28,9 +28,9 @@ ROOT = os.getuid() == 0
 JOB = f"""
 import os, runpy, sys, types
 sys.path.insert(0, {str(REPO / "workflow")!r})  # as a rule script does: the worker's child needs it too
-from mnist_sgd import worker
-from mnist_sgd.job import start_job
-worker.REPLY_SECONDS = float(os.environ.get("MNIST_SGD_TEST_REPLY", worker.REPLY_SECONDS))
+from mnist_sgd.execution import client
+from mnist_sgd.execution.job import start_job
+client.REPLY_SECONDS = float(os.environ.get("MNIST_SGD_TEST_REPLY", client.REPLY_SECONDS))
 start_job(types.SimpleNamespace(log=[os.environ["MNIST_SGD_TEST_LOG"]], config={{"worker": True}}))
 runpy.run_path(os.environ["MNIST_SGD_TEST_PAYLOAD"], run_name="__main__")
 """
@@ -106,7 +106,7 @@ def test_a_job_runs_in_the_worker_which_gets_only_the_environment_it_needs(home)
     seen = json.loads((home / "where.json").read_text())
     assert seen["ppid"] == worker_pid(home)  # the child's parent: the worker, not the job
     assert "MY_SECRET_TOKEN" not in seen["env"]
-    assert {"MPLCONFIGDIR", "TMPDIR", "HOME", "PATH", worker.IN_CHILD} <= set(seen["env"])
+    assert {"MPLCONFIGDIR", "TMPDIR", "HOME", "PATH", client.IN_CHILD} <= set(seen["env"])
     directory = next(home.glob("mnist-sgd-*"))
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     [sock] = directory.glob("worker-*.sock")
@@ -138,10 +138,11 @@ def test_the_worker_refuses_a_peer_of_another_user_and_a_job_a_listener_of_anoth
     listener.bind(str(path))
     listener.listen(1)
     other = os.getuid() + 1
-    monkeypatch.setattr(worker, "peer_credentials", lambda connection: (4242, other))
+    for side in (client, worker):  # as both ends see the other
+        monkeypatch.setattr(side, "peer_credentials", lambda connection: (4242, other))
     # The job side: nothing sent to another user's listener, and the job goes on by itself.
-    with pytest.raises(worker.Unavailable, match=f"held by uid {other} .*nothing was sent"):
-        worker._submit({"script": "x"}, path)
+    with pytest.raises(client.Unavailable, match=f"held by uid {other} .*nothing was sent"):
+        client._submit({"script": "x"}, path)
     accepted, _ = listener.accept()
     accepted.settimeout(5)
     assert accepted.recv(100) == b""  # closed, and never a byte
@@ -218,11 +219,11 @@ def test_a_job_sends_nothing_to_a_listener_of_another_user_and_succeeds_by_itsel
         deadline = time.monotonic() + 10
         while not path.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
-        monkeypatch.setattr(worker, "socket_path", lambda: path)
+        monkeypatch.setattr(client, "socket_path", lambda: path)
         monkeypatch.setenv("MY_SECRET_TOKEN", "hunter2")
-        monkeypatch.delenv(worker.IN_CHILD, raising=False)
+        monkeypatch.delenv(client.IN_CHILD, raising=False)
         monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-        assert worker.delegate(str(shared / "script.py"), str(shared / "log")) is False  # runs it itself
+        assert client.delegate(str(shared / "script.py"), str(shared / "log")) is False  # runs it itself
     finally:
         os.waitpid(pid, 0)
         home.chmod(0o700)

@@ -16,11 +16,11 @@ import yaml
 from small_study import GROUPS, RUNS, changed_config
 
 from conftest import REPO, make_workdir, snakemake, sweep, train_directly
-from mnist_sgd.configfile import ConfigFileError, check_config_text
-from mnist_sgd.noise import measurement_iterations
-from mnist_sgd.records import Optimum, RunInfo
-from mnist_sgd.scaling import steps_to_target
-from mnist_sgd.study import LOSS_SCALE, training_set_name
+from mnist_sgd.analysis.scaling import steps_to_target
+from mnist_sgd.study.config import ConfigFileError, check_config_text
+from mnist_sgd.study.records import Optimum, RunInfo
+from mnist_sgd.study.runs import LOSS_SCALE, training_set_name
+from mnist_sgd.training.noise import measurement_iterations
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_summary_has_one_row_per_run_matching_its_metrics(completed):
         assert row.optimum_train_loss == optimum.train_loss * LOSS_SCALE[row.impl]
         assert row.optimum_accuracy_gap == pytest.approx(optimum.test_accuracy - row.final_test_accuracy)
         assert (row.optimum_rank, row.optimum_min_singular_value) == (optimum.rank, optimum.min_singular_value)
-        # The analysis columns (mnist_sgd.scaling, mnist_sgd.noise): the default targets of MNIST.
+        # The analysis columns (mnist_sgd.analysis.scaling, mnist_sgd.training.noise): the default targets of MNIST.
         evaluated = metrics.dropna(subset=["test_accuracy"])
         for target in (0.8, 0.84):
             steps = steps_to_target(evaluated["iteration"], evaluated["test_accuracy"], target, window=21)
@@ -173,7 +173,7 @@ def test_every_copy_of_the_workflow_runs_its_own_code_in_one_shared_worker(tmp_p
     workers = []
     for name in ("first", "second"):
         copy = make_workdir(tmp_path / name, {"s": sweep()})
-        with open(copy / "workflow" / "mnist_sgd" / "data.py", "a") as source:  # an edit, in each copy
+        with open(copy / "workflow" / "mnist_sgd" / "data" / "cache.py", "a") as source:  # an edit, in each copy
             source.write(
                 f"\nprint('{name}:', __file__, 'in', __import__('os').getppid(), file=__import__('sys').stderr)\n"
             )
@@ -182,7 +182,7 @@ def test_every_copy_of_the_workflow_runs_its_own_code_in_one_shared_worker(tmp_p
         log = (copy / "results" / "logs" / "format_mnist" / "mnist.log").read_text()
         assert "own process" not in log, log  # it did run in a worker
         [(path, worker)] = re.findall(rf"^{name}: (\S+) in (\d+)$", log, re.M)
-        assert Path(path).resolve() == (copy / "workflow" / "mnist_sgd" / "data.py").resolve()
+        assert Path(path).resolve() == (copy / "workflow" / "mnist_sgd" / "data" / "cache.py").resolve()
         workers.append(worker)
         shutil.rmtree(copy)
     assert workers[0] == workers[1]  # the child's parent: the worker

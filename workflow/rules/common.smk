@@ -7,13 +7,13 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
-from mnist_sgd.host import UnsupportedPlatform, check_platform
+from mnist_sgd.execution.host import UnsupportedPlatform, check_platform
 
 try:  # first: on another platform the modules below may not even import
     check_platform()
 except UnsupportedPlatform as error:
     raise WorkflowError(str(error))
-from mnist_sgd.configfile import (
+from mnist_sgd.study.config import (
     ConfigFileError,
     added_sweeps_note,
     check_config_file,
@@ -21,25 +21,26 @@ from mnist_sgd.configfile import (
     learning_rates_as_numbers,
     reparse_command_line,
 )
-from mnist_sgd.host import count_gpus, training_threads
-from mnist_sgd.layout import training_set_size
-from mnist_sgd.records import set_aside_damaged
-from mnist_sgd.study import (
+from mnist_sgd.execution.host import count_gpus, training_threads
+from mnist_sgd.study.layout import training_set_size
+from mnist_sgd.study.records import set_aside_damaged
+from mnist_sgd.study.datasets import (
     DATASET_NAME,
     IDX_FILES,
+    SweepError,
+    dataset_dir,
+    datasets,
+    targets_of,
+)
+from mnist_sgd.study.plan import plan
+from mnist_sgd.study.runs import (
     RUN_PATTERN as RUN,
     RUN_WILDCARDS,
     TRAINING_SET_WILDCARD,
-    SweepError,
     configurations,
-    dataset_dir,
-    datasets,
-    learning_rate_labels,
     parse_run,
-    plan,
-    run_labels,
-    targets_of,
 )
+from mnist_sgd.study.targets import learning_rate_labels, run_labels
 
 with open(os.path.join(workflow.basedir, "config", "config.schema.yaml")) as schema:
     SCHEMA = yaml.safe_load(schema)["properties"]
@@ -63,7 +64,7 @@ except ConfigFileError as error:
     raise WorkflowError(str(error))
 # The warm worker only where Snakemake runs jobs on this machine itself: a job of a cluster or cloud
 # executor (SLURM, LSF, Kubernetes, ...; the job's own Snakemake runs in remote mode) could leave one
-# behind when its allocation ends. The scripts read this (mnist_sgd.job).
+# behind when its allocation ends. The scripts read this (mnist_sgd.execution.job).
 config["worker"] = config["worker"] and workflow.local_exec and not workflow.remote_exec
 NOTE = added_sweeps_note(
     config,
@@ -99,7 +100,7 @@ try:
 except SweepError as error:
     raise WorkflowError(str(error))
 RUNS = list(dict.fromkeys(run for runs in SWEEPS.values() for run in runs))
-# A run whose records are torn or edited (mnist_sgd.records.damaged_run) is retrained: its run.json is
+# A run whose records are torn or edited (mnist_sgd.study.records.damaged_run) is retrained: its run.json is
 # set aside as run.json.damaged, so that its job's outputs are incomplete. Not in a dry run (it says
 # what a real run would do), nor in a cluster job's own Snakemake (the main one looked already).
 if not workflow.remote_exec:
@@ -109,7 +110,7 @@ if not workflow.remote_exec:
         log=lambda line: print(line, file=sys.stderr),
     )
 SWEEPS_BY_RUN = {run: [s for s, runs in SWEEPS.items() if run in runs] for run in RUNS}
-# Each data set's target accuracies (mnist_sgd.scaling), for the data sets the runs train on.
+# Each data set's target accuracies (mnist_sgd.analysis.scaling), for the data sets the runs train on.
 TARGETS = {
     dataset: targets_of(config)(dataset)
     for dataset in dict.fromkeys(parse_run(run)["dataset"] for run in RUNS)
@@ -120,7 +121,7 @@ HAS_GPU = count_gpus() > 0
 
 
 def train_slots():
-    """Cores a training job holds (mnist_sgd.host.training_threads); on a cluster, the profile sets the
+    """Cores a training job holds (mnist_sgd.execution.host.training_threads); on a cluster, the profile sets the
     threads."""
     if not workflow.local_exec:
         return 1

@@ -2,7 +2,7 @@
 # MNIST's files stay where they were before there were other data sets (results/data/raw/, mnist.pt);
 # another data set's go in a folder of its own (results/data/raw/<data set>/, <data set>.pt).
 # Neither rule carries a code digest: a raw file is pinned by its SHA-256, whatever code fetched it, and
-# the cache by its version and its sources' SHA-256, checked on every load (mnist_sgd.data.load_cache).
+# the cache by its version and its sources' SHA-256, checked on every load (mnist_sgd.data.cache.load_cache).
 # So an edit of the data code retrains (the training jobs' digests cover it) without first rebuilding
 # the data, which would make Snakemake 9.27 stop before the training jobs (see docs/reruns.md).
 

@@ -1,9 +1,9 @@
-# What the rules read and write: paths (mnist_sgd.layout), code and data digests as parameters, and the
+# What the rules read and write: paths (mnist_sgd.study.layout), code and data digests as parameters, and the
 # checkpoint waits that stand in for the data cache and the curvature as inputs.
 import functools
 
-from mnist_sgd.imports import code_digest as script_digest
-from mnist_sgd.layout import (
+from mnist_sgd.execution.digests import code_digest as script_digest
+from mnist_sgd.study.layout import (
     cache_file,
     curvature_file,
     data_digest as dataset_digest,
@@ -12,14 +12,10 @@ from mnist_sgd.layout import (
     run_files,
     run_records,
 )
-from mnist_sgd.study import (
-    dataset_of,
-    dataset_sha256,
-    estimated_seconds,
-    parse_training_set,
-    training_set_name,
-)
-from mnist_sgd.targets import FigureTargets, rst_text
+from mnist_sgd.study.cost import estimated_seconds
+from mnist_sgd.study.datasets import dataset_of, dataset_sha256
+from mnist_sgd.study.runs import parse_training_set, training_set_name
+from mnist_sgd.study.targets import FigureTargets, rst_text
 
 SCRIPTS = os.path.join(workflow.basedir, "workflow", "scripts")
 FIGURES = FigureTargets(config, FIGURE_GROUPS, TARGETS)
@@ -31,7 +27,7 @@ run_figures, group_figures, all_figures = (
 
 
 def code_digest(script):
-    """The code digest (mnist_sgd.imports.code_digest) of `workflow/scripts/<script>.py`."""
+    """The code digest (mnist_sgd.execution.digests.code_digest) of `workflow/scripts/<script>.py`."""
     return script_digest(os.path.join(SCRIPTS, f"{script}.py"))
 
 
@@ -47,7 +43,7 @@ def data_input(dataset, outputs):
     which are rebuilt bit-identical from checksum-pinned files, would retrain every finished run. So the
     cache is never an input: a job that must run waits for it through the checkpoint, and one that runs
     because its code or parameters changed loads it itself, rebuilding it from the IDX files if it is
-    missing (mnist_sgd.data.load_cache). The cache is a function of the data's checksums, in the job's
+    missing (mnist_sgd.data.cache.load_cache). The cache is a function of the data's checksums, in the job's
     parameters, and of its version, in the code digest.
     """
     # The cache first: it is there for almost every job, and then its outputs need no look.
@@ -63,7 +59,7 @@ def curvature_input(run):
     """A training job's input for its noise scales: none, ever (as data_input, and for the same reason:
     a new optimum, after a code edit, must not retrain every run). A run that must train and measures
     its noise scales waits for its training set's curvature (checkpoint optimum) when it is missing; a
-    run that retrains because its code changed computes it itself if it is gone (mnist_sgd.train.run).
+    run that retrains because its code changed computes it itself if it is gone (mnist_sgd.training.train.run).
     """
     if (
         config["noise_points"]

@@ -1,5 +1,4 @@
 # The summary tables of every run (and, after a failed run, the partial summary that says what is missing).
-from mnist_sgd.partial import write_partial_summary
 
 
 rule summarize:
@@ -42,7 +41,10 @@ localrules:
     summarize,
 
 
+# pandas is imported only when needed: planning stays without it.
 onerror:
+    from mnist_sgd.analysis.summary import write_partial_summary
+
     write_partial_summary(
         RUNS, SWEEPS_BY_RUN, log=lambda line: print(line, file=sys.stderr)
     )

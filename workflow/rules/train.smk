@@ -1,4 +1,4 @@
-# One training job per run; every run goes through the same program (mnist_sgd.train).
+# One training job per run; every run goes through the same program (mnist_sgd.training.train).
 # A run retrains when its parameters (its name), the training code or the data's checksums change.
 # The cache is a function of those checksums and of its version (mnist_sgd.data, in the training code's
 # digest), and every load checks its content against the digest stored with it: so re-creating the cache
@@ -44,7 +44,7 @@ rule train:
 
 
 # The exact least-squares optimum of each training set the runs use: the yardstick in the summary and the
-# figures; and the training set's example curvature, which its runs' noise scales need (mnist_sgd.noise).
+# figures; and the training set's example curvature, which its runs' noise scales need (mnist_sgd.training.noise).
 # A checkpoint: training jobs wait for it without taking the curvature as an input (see curvature_input).
 checkpoint optimum:
     input:

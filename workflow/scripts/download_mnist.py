@@ -1,16 +1,16 @@
-"""Rule download_mnist: fetch the four verified IDX files of a data set (mnist_sgd.datasets says from where)."""
+"""Rule download_mnist: fetch the four verified IDX files of a data set (mnist_sgd.data.sources says from where)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
-from mnist_sgd.job import start_job  # noqa: E402
+from mnist_sgd.execution.job import start_job  # noqa: E402
 
 start_job(snakemake)  # its log; the warm worker runs the rest where it can
 
-from mnist_sgd.data import fetch_idx  # noqa: E402
-from mnist_sgd.datasets import md5_note, sources  # noqa: E402
-from mnist_sgd.study import IDX_FILES, dataset_of  # noqa: E402
+from mnist_sgd.data.fetch import fetch_idx  # noqa: E402
+from mnist_sgd.data.sources import md5_note, sources  # noqa: E402
+from mnist_sgd.study.datasets import IDX_FILES, dataset_of  # noqa: E402
 
 # Mirrors and timeouts are read here, not passed as params: where a verified file came from does not
 # change it, so pointing the workflow at another mirror must not trigger a download.

@@ -4,11 +4,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
-from mnist_sgd.job import start_job  # noqa: E402
+from mnist_sgd.execution.job import start_job  # noqa: E402
 
 start_job(snakemake)  # its log; the warm worker runs the rest where it can
 
-from mnist_sgd.data import build_cache  # noqa: E402
+from mnist_sgd.data.cache import build_cache  # noqa: E402
 
 inputs = snakemake.input
 build_cache(

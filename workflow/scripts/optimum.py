@@ -1,18 +1,19 @@
-"""Rule optimum: the exact least-squares optimum of one training set (mnist_sgd.optimum)."""
+"""Rule optimum: the exact least-squares optimum of one training set (mnist_sgd.training.optimum)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
-from mnist_sgd.job import start_job  # noqa: E402
+from mnist_sgd.execution.job import start_job  # noqa: E402
 
 start_job(snakemake)  # its log; the warm worker runs the rest where it can
 
 import torch  # noqa: E402
 
-from mnist_sgd.data import load_cache  # noqa: E402
-from mnist_sgd.optimum import optimum  # noqa: E402
-from mnist_sgd.study import dataset_sha256, parse_training_set  # noqa: E402
+from mnist_sgd.data.cache import load_cache  # noqa: E402
+from mnist_sgd.study.datasets import dataset_sha256
+from mnist_sgd.study.runs import parse_training_set  # noqa: E402
+from mnist_sgd.training.optimum import optimum  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 data = load_cache(

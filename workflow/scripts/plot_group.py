@@ -5,19 +5,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
-from mnist_sgd.job import start_job  # noqa: E402
+from mnist_sgd.execution.job import start_job  # noqa: E402
 
 start_job(snakemake)  # its log; the warm worker runs the rest where it can
 
-from mnist_sgd.grid_plots import grid_panels, plot_accuracy_heatmap, plot_grid_curves  # noqa: E402
-from mnist_sgd.plots import (  # noqa: E402
-    Configuration,
-    plot_final_accuracy,
-    plot_overlay,
-    titled_with_datasets,
-)
-from mnist_sgd.records import Optimum, RunInfo, read_metrics, run_name  # noqa: E402
-from mnist_sgd.study import configurations, group_title  # noqa: E402
+from mnist_sgd.figures.common import Configuration, titled_with_datasets
+from mnist_sgd.figures.grid import grid_panels, plot_accuracy_heatmap, plot_grid_curves  # noqa: E402
+from mnist_sgd.figures.group import plot_final_accuracy, plot_overlay  # noqa: E402
+from mnist_sgd.study.plan import group_title
+from mnist_sgd.study.records import Optimum, RunInfo, read_metrics, run_name  # noqa: E402
+from mnist_sgd.study.runs import configurations  # noqa: E402
 
 params = snakemake.params
 title = group_title(snakemake.config, snakemake.wildcards.group)

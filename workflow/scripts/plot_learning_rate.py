@@ -5,13 +5,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
-from mnist_sgd.job import start_job  # noqa: E402
+from mnist_sgd.execution.job import start_job  # noqa: E402
 
 start_job(snakemake)  # its log; the warm worker runs the rest where it can
 
-from mnist_sgd.plots import Configuration, plot_learning_rates, titled_with_datasets  # noqa: E402
-from mnist_sgd.records import RunInfo, run_name  # noqa: E402
-from mnist_sgd.study import group_title, learning_rate_lines  # noqa: E402
+from mnist_sgd.figures.common import Configuration, titled_with_datasets
+from mnist_sgd.figures.group import plot_learning_rates  # noqa: E402
+from mnist_sgd.study.plan import group_title
+from mnist_sgd.study.records import RunInfo, run_name  # noqa: E402
+from mnist_sgd.study.targets import learning_rate_lines  # noqa: E402
 
 params = snakemake.params
 infos = {run_name(path): RunInfo.read(path) for path in snakemake.input.infos}

@@ -5,19 +5,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
-from mnist_sgd.job import start_job  # noqa: E402
+from mnist_sgd.execution.job import start_job  # noqa: E402
 
 start_job(snakemake)  # its log; the warm worker runs the rest where it can
 
 import numpy as np  # noqa: E402
 
-from mnist_sgd.plots import describe_run, plot_confusion, plot_run, plot_weights  # noqa: E402
-from mnist_sgd.records import (  # noqa: E402
-    Optimum,
-    RunInfo,
-    read_metrics,  # noqa: E402
-)
-from mnist_sgd.study import class_names  # noqa: E402
+from mnist_sgd.figures.common import describe_run
+from mnist_sgd.figures.run import plot_confusion, plot_run, plot_weights  # noqa: E402
+from mnist_sgd.study.datasets import class_names  # noqa: E402
+from mnist_sgd.study.records import Optimum, RunInfo, read_metrics  # noqa: E402
 
 inputs, output, dpi = snakemake.input, snakemake.output, snakemake.params.dpi
 info = RunInfo.read(inputs.info)

@@ -1,20 +1,21 @@
 """Rules plot_steps_to_target, plot_noise_scale and plot_train_size: a group's batch-size and
-training-set-size analysis (mnist_sgd.scaling_plots), from a summary of its runs."""
+training-set-size analysis (mnist_sgd.figures.scaling), from a summary of its runs."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
-from mnist_sgd.job import start_job  # noqa: E402
+from mnist_sgd.execution.job import start_job  # noqa: E402
 
 start_job(snakemake)  # its log; the warm worker runs the rest where it can
 
-from mnist_sgd.plots import titled_with_datasets  # noqa: E402
-from mnist_sgd.records import RunInfo, run_name  # noqa: E402
-from mnist_sgd.scaling import batch_scaling, critical_batch  # noqa: E402
-from mnist_sgd.scaling_plots import plot_noise_scales, plot_steps_to_target, plot_train_size_curve  # noqa: E402
-from mnist_sgd.study import configuration, group_title  # noqa: E402
-from mnist_sgd.summary import summarize  # noqa: E402
+from mnist_sgd.analysis.scaling import batch_scaling, critical_batch  # noqa: E402
+from mnist_sgd.analysis.summary import summarize  # noqa: E402
+from mnist_sgd.figures.common import titled_with_datasets  # noqa: E402
+from mnist_sgd.figures.scaling import plot_noise_scales, plot_steps_to_target, plot_train_size_curve  # noqa: E402
+from mnist_sgd.study.plan import group_title
+from mnist_sgd.study.records import RunInfo, run_name  # noqa: E402
+from mnist_sgd.study.runs import configuration  # noqa: E402
 
 inputs, params, rule = snakemake.input, snakemake.params, snakemake.rule
 infos = [RunInfo.read(path) for path in inputs.infos]

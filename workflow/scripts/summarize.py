@@ -1,18 +1,18 @@
 """Rule summarize: one row per run in results/summary.csv, one per configuration (its runs differ only
 in their seed) in results/summary_by_config.csv, each with an HTML twin for the report; the best
 learning rate's steps to each target per batch size in results/batch_scaling.csv, and the fit of the
-critical batch size in results/critical_batch.csv (mnist_sgd.scaling)."""
+critical batch size in results/critical_batch.csv (mnist_sgd.analysis.scaling)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
-from mnist_sgd.job import start_job  # noqa: E402
+from mnist_sgd.execution.job import start_job  # noqa: E402
 
 start_job(snakemake)  # its log; the warm worker runs the rest where it can
 
-from mnist_sgd.scaling import batch_scaling, critical_batch  # noqa: E402
-from mnist_sgd.summary import by_config, summarize, write_summary  # noqa: E402
+from mnist_sgd.analysis.scaling import batch_scaling, critical_batch  # noqa: E402
+from mnist_sgd.analysis.summary import by_config, summarize, write_summary  # noqa: E402
 
 output, params, inputs = snakemake.output, snakemake.params, snakemake.input
 

@@ -1,6 +1,6 @@
 """The one training program every run of the study goes through.
 
-    python -m mnist_sgd.train --data results/data/mnist.pt --impl scratch --batch-size 100 \\
+    python -m mnist_sgd.training.train --data results/data/mnist.pt --impl scratch --batch-size 100 \\
         --metrics metrics.csv --info run.json
 
 writes a metrics CSV (iteration, train_loss, test_accuracy) and a JSON of the resolved parameters,
@@ -21,12 +21,15 @@ from typing import Optional
 import numpy as np
 import torch
 
-from . import __version__, gpus, steps
-from .data import NUM_CLASSES, NUM_FEATURES, DataError, as_images, load_cache, seeded_generator, training_set
+from .. import __version__
+from ..data.cache import as_images, load_cache
+from ..data.idx import NUM_CLASSES, NUM_FEATURES, DataError
+from ..execution.devices import pick_device
+from ..study.records import Resolved, RunInfo, cpu_name, git_state, read_curvature, write_metrics, write_weights
+from ..study.runs import DEVICES, ConfigError, TrainConfig, run_name, training_set_name
+from . import steps  # was ['steps']
 from .noise import NOISE_POINTS, Curvature, NoiseRecorder, example_curvature
-from .records import Resolved, RunInfo, cpu_name, git_state, read_curvature, write_metrics, write_weights
-from .sgd import EVAL_BLOCK, SAMPLERS, UPDATERS, AccuracyRecorder
-from .study import DEVICES, ConfigError, TrainConfig, run_name, training_set_name
+from .sgd import EVAL_BLOCK, SAMPLERS, UPDATERS, AccuracyRecorder, seeded_generator, training_set
 
 
 @dataclass
@@ -47,7 +50,9 @@ class RunResult:
     cuda_graphs_error: Optional[str] = None  # why graphs were given up, if they were
     weight: Optional[np.ndarray] = None  # the final (784, 10) weight, after the last step
     confusion: Optional[np.ndarray] = None  # (10, 10): test images of class i the final weight puts in class j
-    noise_scale: Optional[dict] = None  # {"iteration": [...], "b_simple": [...], "b_noise": [...]} (mnist_sgd.noise)
+    noise_scale: Optional[dict] = (
+        None  # {"iteration": [...], "b_simple": [...], "b_noise": [...]} (mnist_sgd.training.noise)
+    )
     noise_seconds: float = 0.0  # of wall_seconds, spent measuring them
 
     @property
@@ -60,31 +65,6 @@ class RunResult:
         return "ok" if self.diverged_at is None else "diverged"
 
 
-def resolve_device(name, log=print):
-    """Map `auto` to CUDA when available, else CPU; refuse `cuda` on a machine without it."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", name, "CUDA is not available here; use device=auto or device=cpu")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-        log(f"device=auto: using {name}")
-    return torch.device(name)
-
-
-def claim_cuda_device(log=print, jobs_per_gpu=1):
-    """The CUDA device this job trains on, made current: the one SLURM assigned, or locally one with a
-    slot that no other training job holds (`gpus.claim_gpu`): concurrent jobs each get a device of their
-    own, or share one `jobs_per_gpu` at a time."""
-    if gpus.assigned_by_scheduler():
-        index = torch.cuda.current_device()
-    else:
-        count = torch.cuda.device_count()
-        names = [getattr(torch.cuda.get_device_properties(i), "uuid", i) for i in range(count)]
-        index = gpus.claim_gpu(names, log=log, per_device=jobs_per_gpu)
-    torch.cuda.set_device(index)
-    log(f"using cuda:{index} ({torch.cuda.get_device_name(index)})")
-    return torch.device("cuda", index)
-
-
 def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=None):
     """Train one run on `data` (an MNIST already on the run's device) and return its curves.
 
@@ -93,7 +73,7 @@ def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=N
     On CUDA, each chunk is one CUDA graph launch (`steps.CudaGraphSteps`) unless `cuda_graphs` is False.
 
     With `noise_points`, the gradient noise scales are measured at the start and at that many
-    log-spaced iterations (`mnist_sgd.noise`); chunks also end there, which changes no number.
+    log-spaced iterations (`mnist_sgd.training.noise`); chunks also end there, which changes no number.
     `curvature`, the training set's example curvature, is computed here when not given.
     """
     config.validate(num_train=data.train_pixels.shape[0])
@@ -204,18 +184,19 @@ def run(
     metrics_path,
     info_path,
     config,
+    device="cpu",
     threads=None,
     log=print,
     cuda_graphs=True,
     data_sources=None,
     rebuild_from=None,
     weights_path=None,
-    jobs_per_gpu=1,
     noise_points=0,
     curvature_path=None,
 ):
-    """Load the cached data, train one run, and write its metrics CSV and info JSON (and, given
-    `weights_path`, its final weight as .npy).
+    """Load the cached data onto `device` (the caller picks it: mnist_sgd.execution.devices.pick_device),
+    train one run, and write its metrics CSV and info JSON (and, given `weights_path`, its final weight
+    as .npy).
 
     `data_sources`, when given, are the SHA-256s of the IDX files the cache must have been built from;
     `rebuild_from`, the IDX files to rebuild a damaged cache from (see `load_cache`). With
@@ -224,9 +205,7 @@ def run(
     """
     start = time.perf_counter()
     config.validate()
-    device = resolve_device(config.device, log)
-    if device.type == "cuda":
-        device = claim_cuda_device(log, jobs_per_gpu)
+    device = torch.device(device)
     if threads:
         torch.set_num_threads(threads)
     data = load_cache(data_path, device, sources=data_sources, rebuild_from=rebuild_from, log=log)
@@ -298,7 +277,7 @@ def run_info(config, result, resolved, setup_seconds, data_sha256=None):
 def parse_args(argv=None):
     """The command line; every knob has a default and a help text."""
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(prog="python -m mnist_sgd.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mnist_sgd.training.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="data cache written by the workflow (results/data/mnist.pt)")
     parser.add_argument("--metrics", required=True, help="output metrics CSV")
     parser.add_argument("--info", required=True, help="output JSON of parameters and timings")
@@ -349,14 +328,16 @@ def main(argv=None):
         device=args.device,
         dataset=args.dataset,
     )
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     try:
         run(
             args.data,
             args.metrics,
             args.info,
             config,
+            pick_device(config.device, log),
             threads=args.threads,
-            log=lambda m: print(m, file=sys.stderr, flush=True),
+            log=log,
             cuda_graphs=args.cuda_graphs,
             weights_path=args.weights,
             noise_points=args.noise_points,

@@ -1,6 +1,6 @@
 """How the training loop runs its steps: in chunks of iterations, eagerly or, on CUDA, as CUDA graphs.
 
-`train()` (mnist_sgd.train) draws batches, cuts them into chunks (`chunks`) and runs each chunk's
+`train()` (mnist_sgd.training.train) draws batches, cuts them into chunks (`chunks`) and runs each chunk's
 updates with `run_steps`, or with `CudaGraphSteps` on a GPU, which replays the same kernels from a
 graph. Both give the same numbers.
 """

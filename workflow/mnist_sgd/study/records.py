@@ -1,6 +1,6 @@
 """The records a run leaves: its metrics CSV and its `run.json` (`RunInfo`).
 
-The training job writes them (`mnist_sgd.train.run` fills a RunInfo); the summary and the figures read
+The training job writes them (`mnist_sgd.training.train.run` fills a RunInfo); the summary and the figures read
 them through this module, which alone knows their columns and keys. Nothing here imports torch, so
 that summary and figure jobs start fast.
 """
@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from .files import atomic_path, write_text_atomic
-from .study import IMPLS, TrainConfig
+from .runs import IMPLS, TrainConfig
 
 METRIC_COLUMNS = ("iteration", "train_loss", "test_accuracy")
 # The files a training job writes beside its run.json, whose size and SHA-256 run.json records.
@@ -93,10 +93,10 @@ class RunInfo:
     seconds_per_iteration: float
     peak_rss_mb: float
     gpu_peak_allocated_mb: Optional[float]
-    data_sha256: Optional[str] = None  # of the cached tensors it trained on (mnist_sgd.data.tensors_sha256)
+    data_sha256: Optional[str] = None  # of the cached tensors it trained on (mnist_sgd.data.cache.tensors_sha256)
     # Test images of class i (row) that the final weights (weights.npy, after the last step) put in class j.
     confusion: Optional[list] = None
-    # The gradient noise scales along training (mnist_sgd.noise): {"iteration": [t, ...] (the weight after
+    # The gradient noise scales along training (mnist_sgd.training.noise): {"iteration": [t, ...] (the weight after
     # t steps; 0 the start), "b_simple": [...], "b_noise": [...]}; None where not measured.
     noise_scale: Optional[dict] = None
     noise_seconds: Optional[float] = None  # of wall_seconds, spent measuring them
@@ -183,9 +183,9 @@ def set_aside_damaged(folders, dry_run=False, log=print):
 @dataclass(frozen=True)
 class Optimum:
     """`results/optimum/<training set>.json`: the exact least-squares optimum of a training set
-    (mnist_sgd.optimum), the yardstick of every run on that set."""
+    (mnist_sgd.training.optimum), the yardstick of every run on that set."""
 
-    training_set: str  # its name (mnist_sgd.study.training_set_name)
+    training_set: str  # its name (mnist_sgd.study.runs.training_set_name)
     train_size: int  # images in it
     rank: int  # of its images' matrix: how many independent pixel directions it spans
     train_loss: float  # 0.5 * ||Y - XW||^2 / n at the optimum: the from-scratch loss (study.LOSS_SCALE)
@@ -194,7 +194,7 @@ class Optimum:
     data_sha256: Optional[str] = None  # of the cached tensors it was computed on
     min_singular_value: Optional[float] = None  # the images' smallest nonzero one
     max_hessian_eigenvalue: Optional[float] = None  # of X^T X / n: SGD's stability limit is lr < 2 / it
-    curvature_seconds: Optional[float] = None  # to compute the example curvature (mnist_sgd.noise) too
+    curvature_seconds: Optional[float] = None  # to compute the example curvature (mnist_sgd.training.noise) too
 
     def write(self, path):
         """Write the record as JSON, atomically."""
@@ -218,12 +218,12 @@ def _write_json(path, record):
     write_text_atomic(path, json.dumps(dataclasses.asdict(record), indent=2) + "\n")
 
 
-CURVATURE_ARRAYS = ("hessian", "curvature", "norms")  # the fields of mnist_sgd.noise.Curvature
+CURVATURE_ARRAYS = ("hessian", "curvature", "norms")  # the fields of mnist_sgd.training.noise.Curvature
 
 
 def write_curvature(path, arrays, training_set, data_sha256):
     """Save a training set's curvature (`arrays`: CURVATURE_ARRAYS by name, e.g. the fields of a
-    mnist_sgd.noise.Curvature) as float32 .npz, atomically, with the training set's name and its data's
+    mnist_sgd.training.noise.Curvature) as float32 .npz, atomically, with the training set's name and its data's
     digest, which `read_curvature` checks."""
     with atomic_path(path) as tmp, open(tmp, "wb") as stream:
         np.savez(
@@ -253,7 +253,7 @@ def write_weights(path, weight):
         np.save(stream, np.ascontiguousarray(weight, dtype=np.float32), allow_pickle=False)
 
 
-def git_state(path=Path(__file__).resolve().parents[2]):
+def git_state(path=Path(__file__).resolve().parents[3]):
     """(commit, dirty) of the git checkout holding this code, or (None, None) outside one.
 
     `dirty` is True when a tracked file differs from the commit (results/ is ignored, untracked files

@@ -1,12 +1,6 @@
-"""Which GPU a training job trains on.
-
-Snakemake counts GPUs (`--resources gpu=N`) but assigns none: N training jobs at once on one machine
-would all use device 0. So each job takes a lock on a device of its own (or on one of its
-`jobs_per_gpu` slots), without blocking, and holds it for as long as the process lives (the kernel
-releases it when the job ends, crashed or killed: a lock file left by a process that is gone is free).
-The locks are this user's (in `private_dir.user_dir()`, mode 0700): another user can neither hold ours
-nor make our jobs wait; each user's jobs share the devices among themselves.
-Under SLURM the job keeps what SLURM assigned: the devices SLURM makes visible are the job's alone.
+"""Where a job runs: the CUDA device it trains on, claimed so that concurrent jobs each get one of their
+own (or share one `jobs_per_gpu` at a time), or the one SLURM assigned; and the device locks that
+make the claim (in this user's private directory; see docs/security.md).
 """
 
 import contextlib
@@ -15,6 +9,9 @@ import itertools
 import os
 import time
 
+import torch
+
+from ..study.runs import ConfigError
 from .private_dir import ensure_private, user_dir
 
 _held = []  # open lock files: a lock lasts as long as its file stays open
@@ -69,3 +66,35 @@ def _open_lock(path, log):
 
 def _file_name(name):
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(name))
+
+
+def resolve_device(name, log=print):
+    """Map `auto` to CUDA when available, else CPU; refuse `cuda` on a machine without it."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", name, "CUDA is not available here; use device=auto or device=cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+        log(f"device=auto: using {name}")
+    return torch.device(name)
+
+
+def claim_cuda_device(log=print, jobs_per_gpu=1):
+    """The CUDA device this job trains on, made current: the one SLURM assigned, or locally one with a
+    slot that no other training job holds (`claim_gpu`): concurrent jobs each get a device of their
+    own, or share one `jobs_per_gpu` at a time."""
+    if assigned_by_scheduler():
+        index = torch.cuda.current_device()
+    else:
+        count = torch.cuda.device_count()
+        names = [getattr(torch.cuda.get_device_properties(i), "uuid", i) for i in range(count)]
+        index = claim_gpu(names, log=log, per_device=jobs_per_gpu)
+    torch.cuda.set_device(index)
+    log(f"using cuda:{index} ({torch.cuda.get_device_name(index)})")
+    return torch.device("cuda", index)
+
+
+def pick_device(name, log=print, jobs_per_gpu=1):
+    """The device a run of device setting `name` (auto, cpu, cuda) trains on: the CPU, or a CUDA device
+    claimed for this job (`claim_cuda_device`)."""
+    device = resolve_device(name, log)
+    return claim_cuda_device(log, jobs_per_gpu) if device.type == "cuda" else device

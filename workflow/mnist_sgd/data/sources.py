@@ -18,7 +18,7 @@ Only the download job imports this module (and torchvision): planning and traini
 
 import torchvision.datasets
 
-from .data import join_location
+from .fetch import join_location
 
 # Each built-in data set's torchvision class (study.BUILTIN_DATASETS names them for planning, which does
 # not import torchvision; a test checks both agree).

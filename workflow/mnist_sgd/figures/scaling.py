@@ -1,7 +1,7 @@
-"""Figures of the batch-size and training-set-size analysis (mnist_sgd.scaling, mnist_sgd.noise): steps
+"""Figures of the batch-size and training-set-size analysis (mnist_sgd.analysis.scaling, mnist_sgd.training.noise): steps
 and examples to a target against batch size, the gradient noise scales along training, and test
 accuracy against training-set size. Each reads a summary table of its group's runs
-(mnist_sgd.summary.summarize), so it draws at 4 runs as at 200."""
+(mnist_sgd.analysis.summary.summarize), so it draws at 4 runs as at 200."""
 
 import warnings
 
@@ -10,15 +10,15 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.ticker import FuncFormatter
 
-from .plots import OPTIMUM_STYLE, as_written, save
-from .scaling import PROBLEM
-from .study import dataset_title, training_set_name
+from ..study.datasets import dataset_title
+from ..study.runs import PROBLEM, training_set_name
+from .common import OPTIMUM_STYLE, as_written, save
 
 PLAIN = FuncFormatter(lambda value, _: f"{value:g}")  # 1, 10, 1000 rather than 10^0, 10^1, 10^3
 
 
 def problem_label(problem, several_datasets=True):
-    """How a legend names a training problem (mnist_sgd.scaling.PROBLEM values)."""
+    """How a legend names a training problem (mnist_sgd.study.runs.PROBLEM values)."""
     dataset, impl, sampling, train_size = problem
     parts = [dataset_title(dataset)] if several_datasets else []
     parts += [f"{int(train_size)} images", impl]

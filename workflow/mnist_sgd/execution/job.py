@@ -3,12 +3,12 @@
 import os
 import sys
 
-from .worker import IN_CHILD, delegate
+from .client import IN_CHILD, delegate
 
 
 def start_job(snakemake):
     """Send this job's stderr to its log, and run its script in the warm worker where it can
-    (mnist_sgd.worker): exit when it ran there, return where the script must go on in this process.
+    (mnist_sgd.execution.worker): exit when it ran there, return where the script must go on in this process.
 
     The log is emptied once, by the job, then only appended to, by the job and its child in the worker
     alike: the job's last words (a failure, a worker that died) follow the child's, never overwrite them."""

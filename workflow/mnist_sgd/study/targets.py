@@ -4,8 +4,7 @@ report shows for them. Torch-free: planning imports it."""
 
 import re
 
-from .scaling import PROBLEM
-from .study import learning_rate_lines, parse_run
+from .runs import PROBLEM, configurations, parse_run
 
 
 def rst_text(text):
@@ -73,3 +72,31 @@ class FigureTargets:
         """Every group's figures and the wall-time figure, each once."""
         figures = dict.fromkeys(f for group in self.figure_groups for f in self.group_figures(group))
         return list(figures) + [f"results/figures/wall_time.{ext}" for ext in self.formats]
+
+
+def learning_rate_lines(runs):
+    """The lines of a learning-rate figure of `runs`: [{lr: the runs of that configuration}], one per
+    configuration but for its learning rate, in the order of `runs`."""
+    lines = {}
+    for config, members in configurations(runs).items():
+        lr = parse_run(config)["lr"]
+        lines.setdefault(config.replace(f"_lr{lr}_", "_lr_", 1), {})[float(lr)] = members
+    return list(lines.values())
+
+
+def learning_rate_labels(runs):
+    """The labels of the lines of learning_rate_lines(runs): what varies among them but the learning rate."""
+    return run_labels([next(iter(line.values()))[0] for line in learning_rate_lines(runs)], leave_out=("lr", "seed"))
+
+
+def run_labels(runs, leave_out=()):
+    """Short labels for runs (or configurations) compared in one figure: the parameters that vary among
+    them, but those in `leave_out` (e.g. the one a figure's axis shows)."""
+    params = [parse_run(run) for run in runs]
+    keys = ("dataset", "impl", "sampling", "train_size", "batch_size", "lr", "iterations", "seed", "eval_every")
+    varying = [k for k in keys if len({p[k] for p in params}) > 1 and k not in leave_out]
+    if {"train_size", "batch_size"} <= set(varying) and all(p["batch_size"] == p["train_size"] for p in params):
+        varying.remove("batch_size")  # batch = subset size: one number says both
+    names = {"train_size": "train", "batch_size": "batch", "iterations": "it", "eval_every": "every"}
+    words = [[p[k] if k in ("impl", "dataset") else f"{names.get(k, k)} {p[k]}" for k in varying] for p in params]
+    return [", ".join(w) or p["impl"] for w, p in zip(words, params)]

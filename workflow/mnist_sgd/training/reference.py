@@ -1,7 +1,7 @@
 """A plain reference of the original study's algorithms, kept for tests and benchmarks.
 
 It uses the original study's formulas as written (per-iteration test evaluation, `torch.linalg.norm` loss, a
-new weight tensor every step) and the same subset and batches as `mnist_sgd.train`, so the two must
+new weight tensor every step) and the same subset and batches as `mnist_sgd.training.train`, so the two must
 produce the same curves: loss within float tolerance, accuracy identical except where two classes
 tie to rounding.
 """
@@ -11,8 +11,9 @@ import time
 import numpy as np
 import torch
 
-from .data import NUM_CLASSES, NUM_FEATURES, as_images, seeded_generator, training_set
-from .sgd import SAMPLERS
+from ..data.cache import as_images
+from ..data.idx import NUM_CLASSES, NUM_FEATURES
+from .sgd import SAMPLERS, seeded_generator, training_set
 from .train import RunResult
 
 

@@ -7,15 +7,8 @@ spelled once. Nothing here imports torch: planning imports it.
 import hashlib
 import os
 
-from .study import (
-    BUILTIN_DATASETS,
-    IDX_FILES,
-    SweepError,
-    dataset_dir,
-    dataset_sha256,
-    idx_image_count,
-    training_set_name,
-)
+from .datasets import BUILTIN_DATASETS, IDX_FILES, SweepError, dataset_dir, dataset_sha256, idx_image_count
+from .runs import training_set_name
 
 # What a training job writes for each run: the records every later rule reads.
 RUN_RECORDS = ("metrics.csv", "run.json", "weights.npy")

@@ -3,7 +3,7 @@
 A sweep or comparison is a grid when, for each of its panels (the configurations that share every
 parameter but the batch size and the learning rate: data set, training set, update rule, sampling,
 iterations), it has at least two batch sizes and two learning rates. Then, instead of one overlay and a
-bar per configuration (mnist_sgd.plots), its curves are small multiples (a column per batch size, a line
+bar per configuration (mnist_sgd.figures.group), its curves are small multiples (a column per batch size, a line
 per learning rate in a sequential colour map, seeds as bands, one legend outside the data) and its final
 accuracy a heatmap per panel (batch size x learning rate).
 """
@@ -13,8 +13,8 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .plots import DIVERGED_COLOR, OPTIMUM_STYLE, _seed_curves, as_written, diverged_at, save, smoothed_losses
-from .study import dataset_title
+from ..study.datasets import dataset_title
+from .common import DIVERGED_COLOR, OPTIMUM_STYLE, as_written, diverged_at, save, seed_curves, smoothed_losses
 
 
 def grid_panels(configurations):
@@ -61,10 +61,10 @@ def plot_grid_curves(panels, title, paths, dpi=150, smoothing=50):
                 if config is None:
                     continue
                 smoothed = smoothed_losses(config.metrics, smoothing)
-                x, loss, low, high = _seed_curves(smoothed, "loss")
+                x, loss, low, high = seed_curves(smoothed, "loss")
                 loss_ax.plot(x, loss, color=colors[lr], linewidth=1)
                 accuracy = [m.dropna(subset=["test_accuracy"]) for m in config.metrics]
-                ax_x, acc, acc_low, acc_high = _seed_curves(accuracy, "test_accuracy")
+                ax_x, acc, acc_low, acc_high = seed_curves(accuracy, "test_accuracy")
                 acc_ax.plot(ax_x, acc, color=colors[lr], linewidth=0.8)
                 if len(config.metrics) > 1:
                     loss_ax.fill_between(x, low, high, color=colors[lr], alpha=0.2, linewidth=0)

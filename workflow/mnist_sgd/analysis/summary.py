@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .files import atomic_path
-from .records import DamagedRecord, Optimum, RunInfo, read_metrics, run_name
+from ..study.files import atomic_path
+from ..study.layout import optimum_file, run_files, train_logs
+from ..study.records import DamagedRecord, Optimum, RunInfo, read_metrics, run_name
+from ..study.runs import LOSS_SCALE, configuration
 from .scaling import run_steps
-from .study import LOSS_SCALE, configuration
 
 # summary_by_config.csv: a configuration's parameters (all but the seed) and statistics over its seeds.
 CONFIG_COLUMNS = [
@@ -104,7 +105,7 @@ def summarize(
     """The summary table of the runs whose info JSON files are `info_paths`; `optimum_paths` (same
     order) are the Optimum files of their training sets, where they exist. Given `metrics_paths` (same
     order) and `targets_of` (a data set's name -> its target accuracies), each run's steps and examples
-    to each target (mnist_sgd.scaling.run_steps, with the median `window`) follow its columns.
+    to each target (mnist_sgd.analysis.scaling.run_steps, with the median `window`) follow its columns.
 
     A run without its info file gets a row that says so: status `failed` when its log (in
     `log_paths`, same order) exists, naming the log, else `missing` (it never started). Every record is
@@ -191,3 +192,24 @@ def write_summary(table, csv_path, html_path=None):
     if html_path:
         with atomic_path(html_path) as tmp:
             tmp.write_text(table.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.6g}"))
+
+
+def write_partial_summary(runs, sweeps_by_run, path="results/summary_partial.csv", log=print):
+    """After a failed workflow run (e.g. with --keep-going): the summary table of every planned run, with
+    its status (ok, diverged, damaged, failed with its log, or missing), written to `path`; `log` says
+    which runs have no result and why. The next complete summary removes the file (scripts/summarize.py).
+    Return the table."""
+    table = summarize(
+        run_files(runs, "run.json"),
+        sweeps_by_run,
+        train_logs(runs),
+        [optimum_file(run) for run in runs],
+        damaged_ok=True,
+    )
+    write_summary(table, path)
+    incomplete = table[table["status"].isin(["failed", "missing", "damaged"])]
+    log(f"{len(incomplete)} of {len(table)} runs have no result; every run's status is in {path}")
+    for row in incomplete.itertuples():
+        where = {"failed": f" (log: {row.log})", "damaged": f" ({row.log})"}.get(row.status, "")
+        log(f"  {row.status}: {row.run}{where}")
+    return table

@@ -15,10 +15,11 @@ import time
 
 import torch
 
-from .data import as_images, seeded_generator, training_set
+from ..data.cache import as_images
+from ..study.records import Optimum, write_curvature
+from ..study.runs import parse_training_set
 from .noise import example_curvature
-from .records import Optimum, write_curvature
-from .study import parse_training_set
+from .sgd import seeded_generator, training_set
 
 
 def min_norm_solution(images, targets):
@@ -48,9 +49,9 @@ def min_norm_solution(images, targets):
 
 
 def optimum(data, name, curvature_path=None):
-    """The Optimum record of training set `name` (mnist_sgd.study.training_set_name) of `data`: the
+    """The Optimum record of training set `name` (mnist_sgd.study.runs.training_set_name) of `data`: the
     same images the runs on it train on, drawn with the same seed. Given `curvature_path`, also write
-    the training set's `mnist_sgd.noise.example_curvature` there, for the runs' noise scales."""
+    the training set's `mnist_sgd.training.noise.example_curvature` there, for the runs' noise scales."""
     _, train_size, seed = parse_training_set(name)
     pixels, targets = training_set(data, train_size, seeded_generator(seed))
     images, targets = as_images(pixels).to(torch.float64), targets.to(torch.float64)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import as_images
+from ..data.cache import as_images
 
 # Where a run measures them by default, besides the start (the config's noise_points).
 NOISE_POINTS = 8

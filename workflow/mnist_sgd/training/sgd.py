@@ -9,8 +9,9 @@ epochs); data, evaluation and output are shared by the training loop.
 import numpy as np
 import torch
 
-from .data import NUM_CLASSES, NUM_FEATURES, as_images
-from .study import weighs_rows
+from ..data.cache import as_images
+from ..data.idx import NUM_CLASSES, NUM_FEATURES
+from ..study.cost import weighs_rows
 
 # Indices drawn per call to the random generator; fixed, so that runs are reproducible.
 SAMPLE_BLOCK_ELEMENTS = 1 << 20
@@ -27,7 +28,7 @@ class ScratchSGD:
     """
 
     def __init__(self, images, targets, lr):
-        """`images`: the training images, as floats or as uint8 pixels (mnist_sgd.data.as_images makes
+        """`images`: the training images, as floats or as uint8 pixels (mnist_sgd.data.cache.as_images makes
         the rows a step reads floats: the same numbers, a quarter of the memory)."""
         # A pixel that is 0 in every training image gets a zero gradient at every step, so its weights
         # stay at their initial 0: every product skips those pixels (8-35% of MNIST's, by subset size).
@@ -40,13 +41,13 @@ class ScratchSGD:
     def step(self, batch):
         """One SGD step on the batch of row indices `batch`; return its loss at the weights before it.
 
-        The plain formula (as `mnist_sgd.reference.reference_train` computes it, on every pixel):
+        The plain formula (as `mnist_sgd.training.reference.reference_train` computes it, on every pixel):
 
             R = X_b W - Y_b;   loss = 0.5 * ||R||^2 / b;   W <- W - lr * X_b^T R / b
 
         with X_b, Y_b the batch's rows (repeats counted). Here W covers only `features`, and the two
         products are done in the layouts BLAS is fastest at (see `_residual_t`). Which rows a step reads:
-        `mnist_sgd.study.weighs_rows`.
+        `mnist_sgd.study.cost.weighs_rows`.
         """
         batch_size = batch.numel()
         if weighs_rows(batch_size, self.images.shape[0]):
@@ -151,7 +152,7 @@ def epoch_batches(num_samples, batch_size, iterations, generator):
         yield order[: sum(sizes)], sizes
 
 
-SAMPLERS = {"with_replacement": uniform_batches, "epochs": epoch_batches}  # mnist_sgd.study.SAMPLINGS
+SAMPLERS = {"with_replacement": uniform_batches, "epochs": epoch_batches}  # mnist_sgd.study.runs.SAMPLINGS
 
 
 class AccuracyRecorder:
@@ -191,7 +192,7 @@ class AccuracyRecorder:
     def _settled(self, snapshots):
         """Images whose argmax is the same, exactly, under every snapshot; and how many of them are right.
 
-        The plain computation (`mnist_sgd.reference.seed_correct`, once per snapshot) is
+        The plain computation (`mnist_sgd.training.reference.seed_correct`, once per snapshot) is
         argmax_c (x W_t)[c] == label for every test image x and snapshot W_t. An image whose argmax
         provably cannot change within the chunk is scored once, under the middle snapshot:
 
@@ -225,3 +226,22 @@ def _count_correct(images, labels, snapshots):
     k = snapshots.shape[0]
     logits = (images @ snapshots.permute(1, 0, 2).reshape(-1, k * NUM_CLASSES)).view(-1, k, NUM_CLASSES)
     return (logits.argmax(dim=2) == labels[:, None]).sum(dim=0)
+
+
+def seeded_generator(seed):
+    """Seed torch's global generators and return the CPU generator that draws subsets and batches.
+
+    Subsets and batches are drawn on the CPU whatever the device, so a run sees the same batches on
+    every machine.
+    """
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def training_set(data, train_size, generator):
+    """The training pixels and one-hot targets: all of them, or a seeded random subset of `train_size`."""
+    num_train = data.train_pixels.shape[0]
+    if train_size is None or train_size == num_train:
+        return data.train_pixels, data.train_targets
+    subset = torch.randperm(num_train, generator=generator)[:train_size].to(data.train_pixels.device)
+    return data.train_pixels.index_select(0, subset), data.train_targets.index_select(0, subset)

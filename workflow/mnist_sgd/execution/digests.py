@@ -13,11 +13,10 @@ import hashlib
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent
-# The modules that say only where and how a job runs (the warm worker, its job preamble, the GPU locks,
-# this scan): no number depends on them, so the code digests leave them out and editing them retrains
-# nothing. As module keys (see `imports`).
-EXECUTION = frozenset({"worker", "job", "private_dir", "gpus", "host", "imports"})
+PACKAGE = Path(__file__).resolve().parents[1]
+# The sub-package that says only where and how a job runs (the warm worker, its job preamble, devices,
+# this scan): no number depends on it, so the code digests leave it out and editing it retrains nothing.
+EXECUTION = "execution/"
 
 
 def imports(path):
@@ -97,6 +96,6 @@ def code_digest(script):
     compare the script's modification time instead of its content."""
     modules, _ = imports(script)
     digest = hashlib.sha256(Path(script).read_bytes())
-    for key in sorted(modules - EXECUTION):  # where and how a job runs changes nothing it computes
+    for key in sorted(k for k in modules if not k.startswith(EXECUTION)):  # how a job runs changes no number
         digest.update((PACKAGE / f"{key}.py").read_bytes())
     return digest.hexdigest()[:16]

@@ -1,0 +1,33 @@
+"""What a run costs, estimated from its name before it runs: the training jobs' priorities (longest
+first), and which rows an SGD step reads (mnist_sgd.training.sgd).
+"""
+
+from .runs import run_config
+
+# A training job's seconds on one CPU thread, roughly (fitted to bench/bench_workflow.py's per-job
+# seconds on the default study, 2-core AMD EPYC, two jobs at a time; it prints both): start-up, an
+# evaluation per evaluated iteration, and per iteration each row a step reads (twice when the batch is
+# copied out, once when rows are weighted; see mnist_sgd.training.sgd.ScratchSGD) plus autograd for torch.
+COST_SECONDS = {"start": 4.0, "evaluation": 4e-4, "row": 8e-7, "torch_step": 1e-3}
+
+
+def weighs_rows(batch_size, num_rows):
+    """Whether a from-scratch step weights every training row by how often the batch drew it, rather
+    than copying the batch out (mnist_sgd.training.sgd.ScratchSGD): when the batch covers most rows, the copy
+    would read the training set three times where the weighted pass reads it twice."""
+    return 3 * batch_size > 2 * num_rows
+
+
+def estimated_seconds(run, num_train=60000):
+    """About how long run `run` trains on one CPU thread: what the scheduler starts first."""
+    config = run_config(run)
+    rows = config.train_size or num_train
+    batch = config.batch_size
+    reads = rows if config.impl == "scratch" and weighs_rows(batch, rows) else 2 * batch
+    evaluations = -(-config.iterations // config.eval_every)
+    return (
+        COST_SECONDS["start"]
+        + evaluations * COST_SECONDS["evaluation"]
+        + config.iterations * reads * COST_SECONDS["row"]
+        + (config.iterations * COST_SECONDS["torch_step"] if config.impl == "torch" else 0)
+    )
