@@ -37,7 +37,7 @@ PY
 echo "== tests"
 xdist=$(python3 -c "import xdist" 2>/dev/null && echo "-n 4 --dist loadfile")
 # shellcheck disable=SC2086  # $xdist: several words or none
-python3 -m pytest -q -p no:cacheprovider -o addopts= -rfEs $xdist tests/test_gpu.py tests/test_gpus.py tests/test_sgd.py tests/test_train.py tests/test_data.py 2>&1 | tail -25
+python3 -m pytest -q -p no:cacheprovider -o addopts= -rfEs $xdist tests/test_gpu.py tests/test_devices.py tests/test_sgd.py tests/test_train.py tests/test_data.py 2>&1 | tail -25
 echo "== one run through the program's command line, device auto"
 TIMEFORMAT="%R s wall (process, CUDA start-up, data load, training, output)"
 time python3 -m mnist_sgd.training.train --data "$out/mnist.pt" --metrics "$out/m.csv" --info "$out/i.json" --batch-size 1 2>&1 | tail -3

@@ -174,7 +174,7 @@ SLOWEST_FIRST = [
     "test_workflow.py",  # 19
     "test_dimensions.py",  # 75
     "test_real_fashion_mnist.py",  # 64
-    "test_gpus.py",  # 25
+    "test_devices.py",  # 25
 ]
 
 

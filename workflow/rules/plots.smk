@@ -167,9 +167,9 @@ rule plot_steps_to_target:
         targets=TARGETS,
         window=config["target_window"],
         dpi=config["figures"]["dpi"],
-        code=code_digest("plot_scaling"),
+        code=code_digest("plot_steps_to_target"),
     script:
-        "../scripts/plot_scaling.py"
+        "../scripts/plot_steps_to_target.py"
 
 
 rule plot_noise_scale:
@@ -190,9 +190,9 @@ rule plot_noise_scale:
     params:
         title=lambda wildcards: rst_text(FIGURE_GROUPS[wildcards.group][0]),
         dpi=config["figures"]["dpi"],
-        code=code_digest("plot_scaling"),
+        code=code_digest("plot_noise_scale"),
     script:
-        "../scripts/plot_scaling.py"
+        "../scripts/plot_noise_scale.py"
 
 
 rule plot_train_size:
@@ -216,9 +216,9 @@ rule plot_train_size:
     params:
         title=lambda wildcards: rst_text(FIGURE_GROUPS[wildcards.group][0]),
         dpi=config["figures"]["dpi"],
-        code=code_digest("plot_scaling"),
+        code=code_digest("plot_train_size"),
     script:
-        "../scripts/plot_scaling.py"
+        "../scripts/plot_train_size.py"
 
 
 # Figures are drawn on the submit host: each takes seconds.
