@@ -77,7 +77,9 @@ PHASES = {
     "sampling": [("training/sgd.py", "uniform_batches"), ("training/sgd.py", "epoch_batches")],
     "SGD updates": [("training/sgd.py", "step")],
     "test evaluation": [("training/sgd.py", "score"), ("training/sgd.py", "correct")],
-    "noise scales": [("training/noise.py", "measure"), ("training/noise.py", "example_curvature")],
+    "noise scales": [("training/noise.py", "measure")],
+    # in the workflow, once per training set by its optimum job; a run given no curvature computes it
+    "curvature": [("training/noise.py", "example_curvature")],
     "records": [
         ("study/records.py", "write_metrics"),
         ("study/records.py", "write_weights"),
