@@ -7,6 +7,7 @@ config would then walk. `--config` values are read as a config file would read t
 written like 1e-3 as numbers, and local mirrors must exist.
 """
 
+import json
 import os
 import re
 
@@ -169,3 +170,72 @@ def added_sweeps_note(config, own_config_files, replaced):
 def _load(path):
     with open(path) as stream:
         return yaml.safe_load(stream)
+
+
+def config_reference(schema):
+    """config/README.md: every key the JSON `schema` (config/config.schema.yaml) admits, with its type,
+    default and description, as Markdown (the Snakemake workflow catalog shows it). Made by
+    `python -m mnist_sgd.study.config config/config.schema.yaml > config/README.md`; a test keeps it in step."""
+    rows = []
+
+    def resolve(node):
+        while "$ref" in node:
+            node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+        return node
+
+    def kind(node):
+        node = resolve(node)
+        if "enum" in node:
+            return " or ".join(f"`{v}`" for v in node["enum"])
+        types = node.get("type", "")
+        types = types if isinstance(types, list) else [types]
+        if "array" in types and "items" in node:
+            items = resolve(node["items"])
+            inner = " or ".join(kind(o) for o in items["oneOf"]) if "oneOf" in items else kind(items)
+            types = [t if t != "array" else f"list of {inner}" for t in types]
+        if "const" in node:
+            return f"`{node['const']}`"
+        if "oneOf" in node and not node.get("type"):
+            return " or ".join(kind(option) for option in node["oneOf"])
+        return " or ".join(t for t in types if t) or "list"
+
+    def walk(prefix, node, required=()):
+        node = resolve(node)
+        for key, child in (node.get("properties") or {}).items():
+            path = f"{prefix}{key}"
+            child = resolve(child)
+            default = json.dumps(child["default"]) if "default" in child else None
+            if default is None:
+                default = "required" if key in required else ""
+            else:
+                default = f"`{default}`" if len(default) <= 60 else "see `config/config.yaml`"
+            rows.append(f"| `{path}` | {kind(child)} | {default} | {child.get('description', '')} |")
+            walk(f"{path}.", child, child.get("required", ()))
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            walk(f"{prefix}<name>.", extra, resolve(extra).get("required", ()))
+
+    walk("", schema, schema.get("required", ()))
+    return "\n".join(
+        [
+            "# Configuration keys",
+            "",
+            f"{schema['description']} Every key below, as `config/config.schema.yaml` admits it; planning",
+            "refuses anything else before a job runs. `config/config.yaml` is the default study, `config/examples/`",
+            "holds one config per feature, and [docs/configuration.md](../docs/configuration.md) explains them.",
+            "This page is made from the schema: `python -m mnist_sgd.study.config config/config.schema.yaml >",
+            "config/README.md` (run from `workflow/`'s parent with `workflow` on `PYTHONPATH`).",
+            "",
+            "| key | type | default | description |",
+            "| --- | --- | --- | --- |",
+            *rows,
+            "",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    with open(sys.argv[1]) as stream:
+        sys.stdout.write(config_reference(yaml.safe_load(stream)))
