@@ -54,3 +54,17 @@ def test_the_study_plans_and_trains_in_the_worker_where_linuxs_own_calls_are_mis
     assert len(list((workdir / "results" / "runs").rglob("metrics.csv"))) == 2
     logs = {path: path.read_text() for path in (workdir / "results" / "logs").rglob("*.log")}
     assert logs and not [path for path, text in logs.items() if "own process" in text]  # all in the worker
+
+
+@pytest.mark.parametrize(
+    "local, remote, methods, allowed",
+    [
+        (True, False, set(), True),
+        (False, False, set(), False),  # a cluster executor: the jobs run elsewhere
+        (True, True, set(), False),  # a cluster job's own Snakemake
+        (True, False, {"conda"}, False),  # each rule in its own environment
+    ],
+)
+def test_the_worker_runs_only_locally_in_the_workflows_own_environment(local, remote, methods, allowed):
+    assert host.worker_allowed(True, local, remote, methods) is allowed
+    assert host.worker_allowed(False, local, remote, methods) is False

@@ -21,7 +21,7 @@ from mnist_sgd.study.config import (
     learning_rates_as_numbers,
     reparse_command_line,
 )
-from mnist_sgd.execution.host import count_gpus, training_threads
+from mnist_sgd.execution.host import count_gpus, training_threads, worker_allowed
 from mnist_sgd.study.layout import training_set_size
 from mnist_sgd.study.records import set_aside_damaged
 from mnist_sgd.study.datasets import (
@@ -62,10 +62,14 @@ try:
     check_mirrors(config)
 except ConfigFileError as error:
     raise WorkflowError(str(error))
-# The warm worker only where Snakemake runs jobs on this machine itself: a job of a cluster or cloud
-# executor (SLURM, LSF, Kubernetes, ...; the job's own Snakemake runs in remote mode) could leave one
-# behind when its allocation ends. The scripts read this (mnist_sgd.execution.job).
-config["worker"] = config["worker"] and workflow.local_exec and not workflow.remote_exec
+# The warm worker only where Snakemake runs jobs on this machine itself, in this Python environment
+# (mnist_sgd.execution.host.worker_allowed). The scripts read this (mnist_sgd.execution.job).
+config["worker"] = worker_allowed(
+    config["worker"],
+    workflow.local_exec,
+    workflow.remote_exec,
+    set(workflow.deployment_settings.deployment_method),
+)
 NOTE = added_sweeps_note(
     config,
     workflow.config_settings.configfiles,
