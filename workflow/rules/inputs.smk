@@ -19,11 +19,7 @@ from mnist_sgd.study.targets import FigureTargets, rst_text
 
 SCRIPTS = os.path.join(workflow.basedir, "workflow", "scripts")
 FIGURES = FigureTargets(config, FIGURE_GROUPS, TARGETS)
-run_figures, group_figures, all_figures = (
-    FIGURES.run_figures,
-    FIGURES.group_figures,
-    FIGURES.all_figures,
-)
+group_figures, all_figures = FIGURES.group_figures, FIGURES.all_figures
 
 
 def code_digest(script):

@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-from ..study.datasets import MNIST_SHA256
+from ..study.datasets import IDX_FILES
 from ..study.files import atomic_path
 from .idx import NUM_CLASSES, NUM_FEATURES, DataError, read_pair
 
@@ -84,7 +84,7 @@ def build_cache(train_images, train_labels, test_images, test_labels, destinatio
 
 
 def _write_cache(train_images, train_labels, test_images, test_labels, destination, sources):
-    paths = dict(zip(MNIST_SHA256, (train_images, train_labels, test_images, test_labels)))
+    paths = dict(zip(IDX_FILES, (train_images, train_labels, test_images, test_labels)))
     raw = {name: Path(path).read_bytes() for name, path in paths.items()}
     hashes = {name: hashlib.sha256(content).hexdigest() for name, content in raw.items()}
     for name, expected in (sources or {}).items():

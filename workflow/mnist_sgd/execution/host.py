@@ -59,9 +59,9 @@ def count_gpus(log=lambda message: print(message, file=sys.stderr)):
 
 def worker_allowed(wanted, local_exec, remote_exec, deployment_methods):
     """Whether jobs may use the warm worker (config `worker`, `wanted`): only where Snakemake runs them
-    on this machine itself (`local_exec`, not a cluster or cloud job's own Snakemake: `remote_exec`),
-    whose worker would outlive the job's allocation), and in the workflow's own Python environment: under
-    a software deployment method (`--sdm conda`, apptainer, env modules: `deployment_methods`), each
-    rule's jobs run in an environment of their own, which lacks some of the libraries the worker
-    preloads (the plot environment has no torch)."""
+    on this machine itself (`local_exec`, and not in a cluster or cloud job's own Snakemake,
+    `remote_exec`, where a worker would outlive the job's allocation), and in the workflow's own Python
+    environment: under a software deployment method (`--sdm conda`, apptainer, env modules:
+    `deployment_methods`), each rule's jobs run in an environment of their own, which lacks some of the
+    libraries the worker preloads (the plot environment has no torch)."""
     return bool(wanted) and local_exec and not remote_exec and not deployment_methods

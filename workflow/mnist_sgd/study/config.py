@@ -39,13 +39,14 @@ def check_config_text(text, origin):
         places = {}
         for key_node, _ in node.value:
             key = loader.construct_object(key_node, deep=True)
-            mark = key_node.start_mark
-            place = f"line {mark.line + 1}"
+            place = f"line {key_node.start_mark.line + 1}"
             try:
-                first = places.setdefault(key, place)
+                first = places.get(key)
             except TypeError:  # an unhashable key: YAML's own loader says what is wrong with it
                 continue
-            if first is not place:
+            if first is None:
+                places[key] = place
+            else:
                 if first == place:  # both on one line, as in {lr: 1, lr: 2}
                     place += " again"
                 raise ConfigFileError(
@@ -197,7 +198,7 @@ def config_reference(schema):
             return f"`{node['const']}`"
         if "oneOf" in node and not node.get("type"):
             return " or ".join(kind(option) for option in node["oneOf"])
-        return " or ".join(t for t in types if t) or "list"
+        return " or ".join(t for t in types if t) or "any"
 
     def walk(prefix, node, required=()):
         node = resolve(node)
