@@ -37,9 +37,14 @@ def test_noise_scales_equal_the_brute_force_from_per_example_gradients(rows, col
     images = raw.float() / 255
     targets = torch.nn.functional.one_hot(torch.randint(0, 10, (rows,), generator=generator), 10).float()
     curvature = example_curvature(images)
-    for weight in (torch.zeros(columns, 10), 0.05 * torch.randn(columns, 10, generator=generator)):
-        measured = noise_scales(raw if pixels else images, targets, weight, curvature)
-        np.testing.assert_allclose(measured, brute_force(images, targets, weight), rtol=1e-4)
+    weights = [0.05 * torch.randn(columns, 10, generator=generator) for _ in range(3)]
+    weights.insert(1, torch.zeros(columns, 10))  # W = 0, between others
+    measured = noise_scales(raw if pixels else images, targets, torch.stack(weights), curvature)
+    assert len(measured) == len(weights)
+    for weight, scales in zip(weights, measured):
+        np.testing.assert_allclose(scales, brute_force(images, targets, weight), rtol=1e-4)
+    # One weight alone gives what it gives among others, to rounding.
+    np.testing.assert_allclose(noise_scales(images, targets, weights[2][None], curvature), measured[2:3], rtol=1e-6)
 
 
 def test_example_curvature_is_each_rows_quadratic_form_in_the_gram_matrix(monkeypatch):

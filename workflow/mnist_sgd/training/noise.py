@@ -10,8 +10,9 @@ the full-batch gradient and Sigma = (1/N) sum_i g_i g_i^T - G G^T the per-exampl
     B_noise  = tr(H Sigma) / G^T H G, tr(H Sigma) = (1/N) sum_i q_i |r_i|^2 - G^T H G
 
 where q_i = x_i^T A x_i and G^T H G = sum_c G_c^T A G_c. So, given A, q and |x_i|^2 (properties of
-the training set, `example_curvature`, computed once with its optimum), each measurement is one pass
-over the training set (R = X W - Y, then R^T X), in blocks: exact, and in bounded memory.
+the training set, `example_curvature`, computed once with its optimum), a run's measurements are one
+pass over the training set (R = X W - Y, then R^T X, for all its weights at once), in blocks: exact, and in
+bounded memory.
 torch's MSELoss scales every g_i (and G) by the same constant, which both ratios cancel.
 """
 
@@ -69,43 +70,60 @@ def example_curvature(images):
     return Curvature(hessian, torch.cat(curvature), torch.cat(norms))
 
 
-def noise_scales(pixels, targets, weight, curvature):
-    """(B_simple, B_noise) of the least-squares loss at `weight` (d x 10) over the training set
-    `pixels` (N x d, uint8 pixels or float images) with one-hot `targets` (N x 10), whose Curvature is
-    `curvature`: one pass over the training set, in blocks small enough to stay in cache. NaN where the
-    gradient is zero or not finite."""
-    n, device = pixels.shape[0], weight.device
-    weight = weight.to(torch.float32)
-    gradient_t = torch.zeros(weight.shape[::-1], dtype=torch.float64, device=device)  # (10, d): G^T
-    residual_norms = torch.empty(n, device=device)  # |r_i|^2
+def noise_scales(pixels, targets, weights, curvature):
+    """[(B_simple, B_noise), ...] of the least-squares loss at each of `weights` (k x d x 10) over the
+    training set `pixels` (N x d, uint8 pixels or float images) with one-hot `targets` (N x 10), whose
+    Curvature is `curvature`. One pass over the training set for all k weights together, in blocks
+    small enough to stay in cache: R = X [W_1 .. W_k] - [Y .. Y], then R^T X (a product k times wider
+    than one weight's: 4x faster per weight on one CPU thread here). A run passes all its own weights
+    and no other run's, so its numbers depend on nothing else. NaN where the gradient is zero or not
+    finite."""
+    n, device = pixels.shape[0], weights.device
+    k, d, classes = weights.shape
+    stacked = weights.to(torch.float32).permute(1, 0, 2).reshape(d, k * classes)  # [W_1 .. W_k]
+    gradient_t = torch.zeros(k * classes, d, dtype=torch.float64, device=device)  # [G_1 .. G_k]^T
+    residual_norms = torch.empty(n, k, device=device)  # |r_i|^2 under each weight
     for start in range(0, n, ROWS):
         x = as_images(pixels[start : start + ROWS])
-        residual = x @ weight - targets[start : start + ROWS]
+        residual = torch.addmm(targets[start : start + ROWS].repeat(1, k), x, stacked, beta=-1)
         gradient_t += (residual.T @ x).double()  # R^T X: the layout BLAS is fast at here
-        residual_norms[start : start + ROWS] = (residual * residual).sum(dim=1)
-    gradient = (gradient_t / n).T
+        residual_norms[start : start + ROWS] = (residual * residual).view(-1, k, classes).sum(dim=2)
+    gradients = (gradient_t / n).view(k, classes, d).transpose(1, 2)  # (k, d, 10)
     residual_norms = residual_norms.double()
-    norm2 = (gradient * gradient).sum()
-    g_h_g = ((curvature.hessian.double() @ gradient) * gradient).sum()  # G^T H G, H = I_10 (x) A
-    b_simple = ((curvature.norms.double() * residual_norms).sum() / n - norm2) / norm2
-    b_noise = ((curvature.curvature.double() * residual_norms).sum() / n - g_h_g) / g_h_g
-    return float(b_simple), float(b_noise)
+    norm2 = (gradients * gradients).sum(dim=(1, 2))
+    g_h_g = ((curvature.hessian.double() @ gradients) * gradients).sum(dim=(1, 2))  # G^T H G, H = I_10 (x) A
+    b_simple = ((curvature.norms.double() @ residual_norms) / n - norm2) / norm2
+    b_noise = ((curvature.curvature.double() @ residual_norms) / n - g_h_g) / g_h_g
+    return list(zip(b_simple.tolist(), b_noise.tolist()))
 
 
 class NoiseRecorder:
-    """A run's noise scales, measured at its `measurement_iterations` (`iterations`), kept for its record."""
+    """A run's noise scales at its `measurement_iterations` (`iterations`), kept for its record.
+
+    Measurements never feed back into training, so the weights are kept as they are reached and
+    measured together at the end (`record`), in one pass over the training set.
+    """
 
     def __init__(self, pixels, targets, curvature, iterations, points):
         self.pixels, self.targets, self.curvature = pixels, targets, curvature
         self.iterations = measurement_iterations(iterations, points)
-        self.record = {"iteration": [], "b_simple": [], "b_noise": []}
+        self.weights = []
         self.seconds = 0.0
 
     def measure(self, done, weight):
-        """Measure at `weight`, the weight after `done` steps (one of `iterations`)."""
+        """Keep `weight`, the weight after `done` steps (the next of `iterations`), to measure it."""
+        assert done == self.iterations[len(self.weights)], (done, self.iterations)
+        self.weights.append(weight.clone())
+
+    def record(self):
+        """{"iteration": [...], "b_simple": [...], "b_noise": [...]} of the weights kept so far (None
+        where not finite); the seconds it took are added to `seconds`."""
         start = time.perf_counter()
-        b_simple, b_noise = noise_scales(self.pixels, self.targets, weight, self.curvature)
+        scales = noise_scales(self.pixels, self.targets, torch.stack(self.weights), self.curvature) if self.weights else []
         self.seconds += time.perf_counter() - start
-        self.record["iteration"].append(done)
-        self.record["b_simple"].append(b_simple if np.isfinite(b_simple) else None)
-        self.record["b_noise"].append(b_noise if np.isfinite(b_noise) else None)
+        finite = lambda value: value if np.isfinite(value) else None  # noqa: E731
+        return {
+            "iteration": self.iterations[: len(scales)],
+            "b_simple": [finite(b_simple) for b_simple, _ in scales],
+            "b_noise": [finite(b_noise) for _, b_noise in scales],
+        }

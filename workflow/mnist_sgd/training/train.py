@@ -129,6 +129,7 @@ def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=N
             noise.measure(done, _full_weight(updater))
         if done // log_every > first // log_every:
             log(_progress(done, config.iterations, losses, recorder, time.perf_counter() - start))
+    noise_scale = noise.record() if noise is not None else None  # every measurement, in one pass
     correct = recorder.correct()  # copies every score to the host once
     train_loss = losses.cpu().numpy()
     wall_seconds = time.perf_counter() - start
@@ -145,7 +146,7 @@ def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=N
         cuda_graphs_error=graphs and graphs.error,
         weight=weight.cpu().numpy(),
         confusion=confusion_matrix(data.test_images @ weight, data.test_labels),
-        noise_scale=noise and noise.record,
+        noise_scale=noise_scale,
         noise_seconds=noise.seconds if noise else 0.0,
     )
 
