@@ -77,7 +77,7 @@ PHASES = {
     "sampling": [("training/sgd.py", "uniform_batches"), ("training/sgd.py", "epoch_batches")],
     "SGD updates": [("training/sgd.py", "step")],
     "test evaluation": [("training/sgd.py", "score"), ("training/sgd.py", "correct")],
-    "noise scales": [("training/noise.py", "measure")],
+    "noise scales": [("training/noise.py", "noise_scales")],
     # in the workflow, once per training set by its optimum job; a run given no curvature computes it
     "curvature": [("training/noise.py", "example_curvature")],
     "records": [

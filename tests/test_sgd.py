@@ -6,11 +6,10 @@ import torch
 
 from mnist_sgd.data.cache import as_images
 from mnist_sgd.data.idx import NUM_CLASSES, NUM_FEATURES
+from mnist_sgd.training.accuracy import EVAL_BLOCK, AccuracyRecorder
 from mnist_sgd.training.reference import seed_gradient, seed_loss
 from mnist_sgd.training.sgd import (
-    EVAL_BLOCK,
     UPDATERS,
-    AccuracyRecorder,
     ScratchSGD,
     TorchSGD,
     epoch_batches,
@@ -124,7 +123,7 @@ def test_epoch_batches_visit_every_sample_once_per_epoch():
 
 
 def test_a_weighted_step_in_row_blocks_is_the_seeds_step(monkeypatch):
-    import mnist_sgd.training.sgd
+    import mnist_sgd.training.accuracy
 
     monkeypatch.setattr(mnist_sgd.training.sgd, "ROW_BLOCK", 64)  # 300 rows: five blocks, the last one short
     images, targets, _ = random_problem(batch_size=300, seed=3)
@@ -173,7 +172,7 @@ def test_pixels_that_are_zero_in_every_image_keep_zero_weight_and_are_skipped():
 
 
 def test_images_whose_prediction_cannot_change_are_scored_once(monkeypatch):
-    import mnist_sgd.training.sgd
+    import mnist_sgd.training.accuracy
 
     g = torch.Generator().manual_seed(0)
     base = torch.randn(784, 10, generator=g)
@@ -185,9 +184,9 @@ def test_images_whose_prediction_cannot_change_are_scored_once(monkeypatch):
     test_labels = torch.randint(10, (400,), generator=g)
     weights = base + torch.cumsum(torch.randn(EVAL_BLOCK, 784, 10, generator=g) * 0.02, dim=0)
     scored_rows = []
-    count_correct = mnist_sgd.training.sgd._count_correct
+    count_correct = mnist_sgd.training.accuracy._count_correct
     monkeypatch.setattr(
-        mnist_sgd.training.sgd,
+        mnist_sgd.training.accuracy,
         "_count_correct",
         lambda images, *args: scored_rows.append(len(images)) or count_correct(images, *args),
     )

@@ -119,7 +119,9 @@ class NoiseRecorder:
         """{"iteration": [...], "b_simple": [...], "b_noise": [...]} of the weights kept so far (None
         where not finite); the seconds it took are added to `seconds`."""
         start = time.perf_counter()
-        scales = noise_scales(self.pixels, self.targets, torch.stack(self.weights), self.curvature) if self.weights else []
+        scales = (
+            noise_scales(self.pixels, self.targets, torch.stack(self.weights), self.curvature) if self.weights else []
+        )
         self.seconds += time.perf_counter() - start
         finite = lambda value: value if np.isfinite(value) else None  # noqa: E731
         return {

@@ -13,8 +13,8 @@ import torch
 
 from ..data.cache import as_images
 from ..data.idx import NUM_CLASSES, NUM_FEATURES
+from .result import RunResult
 from .sgd import SAMPLERS, seeded_generator, training_set
-from .train import RunResult
 
 
 def seed_gradient(data, label, weight):

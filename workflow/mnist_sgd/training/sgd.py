@@ -1,4 +1,4 @@
-"""The study's training math: the two update rules, batch sampling and blocked test accuracy.
+"""The study's training math: the two update rules and batch sampling (test accuracy: mnist_sgd.training.accuracy).
 
 The from-scratch SGD (`ScratchSGD`) and the torch.optim version (`TorchSGD`) differ in their update
 step, in the scale of their loss (`MSELoss` also averages over the 10 outputs, so its gradient is 2/10
@@ -6,7 +6,6 @@ of the from-scratch one) and in how batches are drawn (`SAMPLERS`: with replacem
 epochs); data, evaluation and output are shared by the training loop.
 """
 
-import numpy as np
 import torch
 
 from ..data.cache import as_images
@@ -15,8 +14,6 @@ from ..study.cost import weighs_rows
 
 # Indices drawn per call to the random generator; fixed, so that runs are reproducible.
 SAMPLE_BLOCK_ELEMENTS = 1 << 20
-# Weight snapshots evaluated per test-set product at most: one (n_test, pixels) x (pixels, 10 * EVAL_BLOCK) GEMM.
-EVAL_BLOCK = 100
 # Rows per block of a weighted pass over the training set on the CPU (3 MB: stays in cache).
 ROW_BLOCK = 1024
 
@@ -39,6 +36,7 @@ class ScratchSGD:
         self.targets_t = targets.T.contiguous()  # (10, n): residuals are kept transposed, see step()
         self.weight = torch.zeros(self.features.numel(), NUM_CLASSES, device=images.device)
         self._float_images = None  # every row as floats, made once if a step weights every row
+        self.residuals = None  # a list, where a chunk's steps keep their residuals (training.accuracy.Steps)
 
     def step(self, batch):
         """One SGD step on the batch of row indices `batch`; return its loss at the weights before it.
@@ -65,6 +63,8 @@ class ScratchSGD:
         # index_select: the same rows as images[batch], 6x faster on the CPU here.
         images, targets_t = as_images(self.images.index_select(0, batch)), self.targets_t.index_select(1, batch)
         residual_t = self._residual_t(images, targets_t)
+        if self.residuals is not None:
+            self.residuals.append(residual_t)
         return (residual_t * residual_t).sum(), residual_t @ images
 
     def _weighted_rows(self, batch):
@@ -155,79 +155,6 @@ def epoch_batches(num_samples, batch_size, iterations, generator):
 
 
 SAMPLERS = {"with_replacement": uniform_batches, "epochs": epoch_batches}  # mnist_sgd.study.runs.SAMPLINGS
-
-
-class AccuracyRecorder:
-    """Test accuracy of weight snapshots, scored a chunk of iterations at a time.
-
-    Evaluations never feed back into training, so the training loop copies a chunk's snapshots into
-    `buffer` and `score` evaluates them together: one large product instead of one memory-bound
-    product per snapshot. On the CPU, test images whose prediction provably cannot change within a
-    chunk are scored once (see `_settled`). Scores stay on the device until `correct()` copies them to
-    the host, once.
-    """
-
-    def __init__(self, test_images, test_labels, iterations, capacity):
-        self.test_images = test_images
-        self.test_labels = test_labels
-        self.image_norms = test_images.norm(dim=1)
-        self.iterations = iterations
-        self.buffer = torch.empty(capacity, test_images.shape[1], NUM_CLASSES, device=test_images.device)
-        self.evaluated = []  # iteration numbers (0-based), in order, on the host
-        self.scores = []  # one device tensor of correct counts per chunk
-
-    def score(self, iterations):
-        """Score the snapshots in `buffer[:len(iterations)]`, the models at `iterations` (0-based)."""
-        if not iterations:
-            return
-        snapshots = self.buffer[: len(iterations)]
-        self.evaluated.extend(iterations)
-        if self.test_images.device.type != "cpu":
-            # On a GPU the dense product is cheap, and selecting rows would synchronise with the host.
-            self.scores.append(_count_correct(self.test_images, self.test_labels, snapshots))
-            return
-        settled, settled_correct = self._settled(snapshots)
-        rows = (~settled).nonzero().squeeze(1)
-        images, labels = self.test_images.index_select(0, rows), self.test_labels.index_select(0, rows)
-        self.scores.append(settled_correct + _count_correct(images, labels, snapshots))
-
-    def _settled(self, snapshots):
-        """Images whose argmax is the same, exactly, under every snapshot; and how many of them are right.
-
-        The plain computation (`mnist_sgd.training.reference.seed_correct`, once per snapshot) is
-        argmax_c (x W_t)[c] == label for every test image x and snapshot W_t. An image whose argmax
-        provably cannot change within the chunk is scored once, under the middle snapshot:
-
-        With W_t = W_m + D_t (W_m the middle snapshot), each logit moves by |x . D_t[:, c]| <=
-        |x| |D_t[:, c]|, so a prediction whose margin under W_m exceeds twice the largest move, plus
-        the worst-case float32 rounding of both evaluations (d * 2^-24 * |x| |W[:, c]| per logit, doubled
-        for safety), is the prediction any float32 evaluation gives for every snapshot of the chunk.
-        """
-        middle = snapshots[len(snapshots) // 2]
-        top = (self.test_images @ middle).topk(2, dim=1)
-        margin = top.values[:, 0] - top.values[:, 1]
-        largest_move = (snapshots - middle).norm(dim=1).max()
-        rounding = 8 * self.test_images.shape[1] * 2.0**-24 * snapshots.norm(dim=1).max()
-        settled = margin > self.image_norms * (2 * largest_move + rounding)
-        return settled, (settled & (top.indices[:, 0] == self.test_labels)).sum()
-
-    def latest(self):
-        """(iteration, accuracy) of the last scored snapshot (a host sync)."""
-        return self.evaluated[-1], self.scores[-1][-1].item() / self.test_labels.shape[0]
-
-    def correct(self):
-        """Correctly classified test images per iteration (-1 where not evaluated), as a NumPy array."""
-        counts = np.full(self.iterations, -1, dtype=np.int64)
-        if self.scores:
-            counts[self.evaluated] = torch.cat(self.scores).cpu().numpy()
-        return counts
-
-
-def _count_correct(images, labels, snapshots):
-    """Correct predictions of every snapshot (k, d, 10) on `images`, with one product: a (k,) tensor."""
-    k = snapshots.shape[0]
-    logits = (images @ snapshots.permute(1, 0, 2).reshape(-1, k * NUM_CLASSES)).view(-1, k, NUM_CLASSES)
-    return (logits.argmax(dim=2) == labels[:, None]).sum(dim=0)
 
 
 def seeded_generator(seed):

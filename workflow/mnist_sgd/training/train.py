@@ -9,60 +9,22 @@ on the same machine, however and wherever the job is started.
 """
 
 import argparse
-import os
-import platform
-import resource
-import socket
 import sys
 import time
-from dataclasses import dataclass
-from typing import Optional
 
-import numpy as np
 import torch
 
-from .. import __version__
 from ..data.cache import as_images, load_cache
 from ..data.idx import NUM_CLASSES, NUM_FEATURES, DataError
 from ..execution.devices import pick_device
-from ..study.records import Resolved, RunInfo, cpu_name, git_state, read_curvature, write_metrics, write_weights
+from ..study.cost import weighs_rows
+from ..study.records import Resolved, read_curvature, write_metrics, write_weights
 from ..study.runs import DEVICES, ConfigError, TrainConfig, run_name, training_set_name
-from . import steps  # was ['steps']
+from . import steps
+from .accuracy import DUAL_BATCH, EVAL_BLOCK, AccuracyRecorder, Steps
 from .noise import NOISE_POINTS, Curvature, NoiseRecorder, example_curvature
-from .sgd import EVAL_BLOCK, SAMPLERS, UPDATERS, AccuracyRecorder, seeded_generator, training_set
-
-
-@dataclass
-class RunResult:
-    """Per-iteration curves (NumPy, on the host) and timings of one run.
-
-    A run whose loss becomes NaN or infinite stops: its curves end at that iteration (`diverged_at`,
-    1-based), the first row with a non-finite loss.
-    """
-
-    train_loss: np.ndarray
-    test_correct: np.ndarray  # -1 where not evaluated
-    test_size: int
-    wall_seconds: float
-    train_size: int
-    diverged_at: Optional[int] = None
-    cuda_graphs: bool = False  # every chunk after the first of its shape was a CUDA graph replay
-    cuda_graphs_error: Optional[str] = None  # why graphs were given up, if they were
-    weight: Optional[np.ndarray] = None  # the final (784, 10) weight, after the last step
-    confusion: Optional[np.ndarray] = None  # (10, 10): test images of class i the final weight puts in class j
-    noise_scale: Optional[dict] = (
-        None  # {"iteration": [...], "b_simple": [...], "b_noise": [...]} (mnist_sgd.training.noise)
-    )
-    noise_seconds: float = 0.0  # of wall_seconds, spent measuring them
-
-    @property
-    def test_accuracy(self):
-        """Test accuracy per iteration, NaN where not evaluated."""
-        return np.where(self.test_correct >= 0, self.test_correct / self.test_size, np.nan)
-
-    @property
-    def status(self):
-        return "ok" if self.diverged_at is None else "diverged"
+from .result import RunResult, run_info
+from .sgd import SAMPLERS, UPDATERS, ScratchSGD, seeded_generator, training_set
 
 
 def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=None):
@@ -86,13 +48,27 @@ def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=N
     batches = SAMPLERS[config.batch_sampling](train_size, config.batch_size, config.iterations, generator)
     log_every = max(1, config.iterations // 10)
     chunk = min(log_every, EVAL_BLOCK * config.eval_every)
-    test_images = as_images(data.test_pixels.index_select(1, updater.features))  # the pixels the weight covers
+    test_pixels = data.test_pixels.index_select(1, updater.features)  # the pixels the weight covers
     recorder = AccuracyRecorder(
-        test_images, data.test_labels, config.iterations, capacity=-(-chunk // config.eval_every) + 1
+        as_images(test_pixels),
+        data.test_labels,
+        config.iterations,
+        capacity=-(-chunk // config.eval_every) + 1,
+        test_pixels=test_pixels,
     )
     graphs = None
     if cuda_graphs and device.type == steps.CudaGraphSteps.device_type:
         graphs = steps.CudaGraphSteps(updater, recorder.buffer, log)
+    # Chunks of small from-scratch batches on the CPU are scored in the dual form (training.accuracy).
+    dual = (
+        graphs is None
+        and device.type == "cpu"
+        and isinstance(updater, ScratchSGD)
+        and images.dtype == torch.uint8 == data.test_pixels.dtype
+        and config.eval_every == 1
+        and config.batch_size <= DUAL_BATCH
+        and not weighs_rows(config.batch_size, train_size)
+    )
     losses = torch.empty(config.iterations, device=device)
     diverged_at = None
     noise = None
@@ -115,8 +91,10 @@ def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=N
         if graphs is not None:
             graphs.run(indices, sizes, record, losses[first:done])
         else:
+            updater.residuals = [] if dual else None
             steps.run_steps(updater, torch.split(indices, sizes), record, recorder.buffer, losses[first:done])
-        recorder.score([i for i, recorded in zip(range(first, done), record) if recorded])
+        evaluated = [i for i, recorded in zip(range(first, done), record) if recorded]
+        recorder.score(evaluated, _steps(updater, indices, sizes) if dual and len(set(sizes)) == 1 else None)
         diverged_at = _first_non_finite(losses[first:done])  # a sync point, once per chunk
         if diverged_at is not None:
             diverged_at += first + 1
@@ -149,6 +127,12 @@ def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=N
         noise_scale=noise_scale,
         noise_seconds=noise.seconds if noise else 0.0,
     )
+
+
+def _steps(updater, indices, sizes):
+    """The Steps of the chunk just run (its batches `indices`, of `sizes`) for the dual form's scoring."""
+    residuals, updater.residuals = torch.stack(updater.residuals), None
+    return Steps(updater.images.index_select(0, indices), residuals, updater.lr / sizes[0])
 
 
 def _full_weight(updater):
@@ -236,43 +220,6 @@ def run(
         f"{info.final_train_loss}, {result.wall_seconds:.2f} s, peak RSS {info.peak_rss_mb:.0f} MB"
     )
     return info
-
-
-def run_info(config, result, resolved, setup_seconds, data_sha256=None):
-    """The record (RunInfo) of a finished run: `result` is its RunResult, `resolved` its Resolved settings."""
-    evaluated = result.test_accuracy[~np.isnan(result.test_accuracy)]
-    commit, dirty = git_state()
-    cuda = resolved.device.startswith("cuda")
-    return RunInfo(
-        params=config,
-        resolved=resolved,
-        status=result.status,
-        diverged_at_iteration=result.diverged_at,
-        iterations_done=len(result.train_loss),
-        final_train_loss=float(result.train_loss[-1]) if np.isfinite(result.train_loss[-1]) else None,
-        final_test_accuracy=float(evaluated[-1]),
-        best_test_accuracy=float(evaluated.max()),
-        device_name=torch.cuda.get_device_name(resolved.device) if cuda else cpu_name(),
-        git_commit=commit,
-        git_dirty=dirty,
-        versions={
-            "mnist_sgd": __version__,
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cuda": torch.version.cuda,
-        },
-        host=socket.gethostname(),
-        slurm_job_id=os.environ.get("SLURM_JOB_ID"),
-        setup_seconds=setup_seconds,
-        wall_seconds=result.wall_seconds,
-        seconds_per_iteration=result.wall_seconds / len(result.train_loss),
-        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
-        gpu_peak_allocated_mb=torch.cuda.max_memory_allocated(resolved.device) / 2**20 if cuda else None,
-        data_sha256=data_sha256,
-        confusion=result.confusion.tolist(),
-        noise_scale=result.noise_scale,
-        noise_seconds=result.noise_seconds,
-    )
 
 
 def parse_args(argv=None):

@@ -1,0 +1,130 @@
+"""The dual form of the test accuracy (mnist_sgd.training.accuracy) against one plain evaluation per weight."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import mnist_sgd.training.accuracy as accuracy
+import mnist_sgd.training.train as train_module
+from conftest import GRAPH_CONFIGS
+from mnist_sgd.data.cache import as_images
+from mnist_sgd.training.accuracy import AccuracyRecorder, Steps
+from mnist_sgd.training.sgd import ScratchSGD
+from mnist_sgd.training.steps import run_steps
+from mnist_sgd.training.train import train
+
+QUIET = {"log": lambda message: None}
+
+
+def dual_chunk(pixels, labels, test_pixels, test_labels, batch, count, lr, seed=0):
+    """Train `count` steps of batch `batch` from a random weight and score the chunk in the dual form:
+    (the recorder's counts, the plain counts of each snapshot, the recorder)."""
+    g = torch.Generator().manual_seed(seed)
+    targets = torch.nn.functional.one_hot(labels, 10).float()
+    updater = ScratchSGD(pixels, targets, lr)
+    updater.weight.copy_(0.02 * torch.randn(updater.weight.shape, generator=g))  # no ties at the start
+    test = test_pixels.index_select(1, updater.features)
+    recorder = AccuracyRecorder(as_images(test), test_labels, count, capacity=count, test_pixels=test)
+    indices = torch.randint(len(pixels), (count * batch,), generator=g)
+    updater.residuals = []
+    run_steps(updater, torch.split(indices, batch), [True] * count, recorder.buffer, torch.empty(count))
+    steps = Steps(updater.images.index_select(0, indices), torch.stack(updater.residuals), lr / batch)
+    recorder.score(list(range(count)), steps)
+    plain = [int(((recorder.test_images @ w).argmax(1) == test_labels).sum()) for w in recorder.buffer]
+    return recorder.correct().tolist(), plain, recorder
+
+
+def synthetic(rows, pixels, seed, high=256):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, high, (rows, pixels), generator=g, dtype=torch.uint8)
+    images[:, :3] = 0  # pixels dark in every image, which the weight leaves out
+    return images, torch.randint(10, (rows,), generator=g)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 5])
+@pytest.mark.parametrize("count", [1, 24, 25, 61])  # one snapshot, under a span, a span, several and a short one
+def test_the_dual_form_scores_every_snapshot_as_one_plain_evaluation_does(batch, count, monkeypatch):
+    pixels, labels = synthetic(300, 40, seed=count)
+    test_pixels, test_labels = synthetic(500, 40, seed=count + 1)
+    scored = []
+    dense = accuracy._count_correct
+    monkeypatch.setattr(accuracy, "_count_correct", lambda images, *a: scored.append(len(images)) or dense(images, *a))
+    counts, plain, _ = dual_chunk(pixels, labels, test_pixels, test_labels, batch, count, lr=0.05)
+    assert counts == plain
+    assert len(set(plain)) > 1 or count == 1  # predictions do change within the chunk
+    assert scored[0] < 0.2 * len(test_pixels)  # the dual form decided the rest: few scored densely
+
+
+def test_a_kernel_past_float32s_exact_integers_is_bounded_as_inexact(monkeypatch):
+    # 300 bright pixels: pixel products sum past 2^24, where float32 no longer holds every integer.
+    pixels, labels = synthetic(200, 300, seed=3, high=256)
+    pixels[:, 3:] |= 0xF0
+    test_pixels, test_labels = synthetic(400, 300, seed=4)
+    test_pixels[:, 3:] |= 0xF0
+    assert (test_pixels.double() @ pixels.double().T).max() >= 2**24
+    counts, plain, _ = dual_chunk(pixels, labels, test_pixels, test_labels, batch=1, count=30, lr=0.001)
+    assert counts == plain
+
+
+def test_the_first_snapshots_ties_are_scored_densely():
+    """At W = 0 every logit is 0: a tie the dual form cannot decide, left to the dense product."""
+    pixels, labels = synthetic(100, 30, seed=5)
+    test_pixels, test_labels = synthetic(200, 30, seed=6)
+    targets = torch.nn.functional.one_hot(labels, 10).float()
+    updater = ScratchSGD(pixels, targets, 0.05)
+    test = test_pixels.index_select(1, updater.features)
+    recorder = AccuracyRecorder(as_images(test), test_labels, 10, capacity=10, test_pixels=test)
+    updater.residuals = []
+    indices = torch.arange(10)
+    run_steps(updater, torch.split(indices, 1), [True] * 10, recorder.buffer, torch.empty(10))
+    steps = Steps(updater.images[indices], torch.stack(updater.residuals), 0.05)
+    undecided, _ = recorder._dual(recorder.buffer, steps)
+    assert undecided.all()
+    recorder.score(list(range(10)), steps)
+    plain = [int(((recorder.test_images @ w).argmax(1) == test_labels).sum()) for w in recorder.buffer]
+    assert recorder.correct().tolist() == plain
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_training_with_the_dual_form_gives_the_curves_of_the_settled_margins(small_data, batch_size, monkeypatch):
+    config = dataclasses.replace(GRAPH_CONFIGS["batch1"], batch_size=batch_size, iterations=260)
+    used = []
+    dual = AccuracyRecorder._dual
+    monkeypatch.setattr(AccuracyRecorder, "_dual", lambda self, *a: used.append(1) or dual(self, *a))
+    with_dual = train(small_data, config, **QUIET)
+    assert len(used) == 10  # every chunk (a tenth of the run each)
+    monkeypatch.setattr(train_module, "DUAL_BATCH", 0)
+    without = train(small_data, config, **QUIET)
+    assert len(used) == 10
+    assert np.array_equal(with_dual.test_correct, without.test_correct)
+    assert np.array_equal(with_dual.train_loss, without.train_loss)
+    assert np.array_equal(with_dual.weight, without.weight)
+
+
+def test_near_ties_are_left_to_the_dense_product(monkeypatch):
+    """Classes 0 and 1 with weights a hair apart, the top two for every test image: which one wins is
+    float32 rounding, so the dual form must leave every such image to the dense product."""
+    pixels, labels = synthetic(300, 40, seed=7)
+    labels = 2 + labels % 8  # no training image of class 0 or 1: their columns move alike
+    test_pixels, _ = synthetic(400, 40, seed=8)
+    test_labels = torch.zeros(400, dtype=torch.int64)
+    g = torch.Generator().manual_seed(9)
+    targets = torch.nn.functional.one_hot(labels, 10).float()
+    updater = ScratchSGD(pixels, targets, 0.001)
+    weight = 0.01 * torch.rand(updater.weight.shape, generator=g)
+    weight[:, 0] = weight[:, 1] = 1.0
+    weight[:, 0] += 1e-6 * torch.randn(weight.shape[0], generator=g)
+    updater.weight.copy_(weight)
+    test = test_pixels.index_select(1, updater.features)
+    recorder = AccuracyRecorder(as_images(test), test_labels, 30, capacity=30, test_pixels=test)
+    indices = torch.randint(len(pixels), (30,), generator=g)
+    updater.residuals = []
+    run_steps(updater, torch.split(indices, 1), [True] * 30, recorder.buffer, torch.empty(30))
+    steps = Steps(updater.images[indices], torch.stack(updater.residuals), 0.001)
+    undecided, _ = recorder._dual(recorder.buffer, steps)
+    assert undecided.float().mean() > 0.5  # most are within rounding of the tie
+    recorder.score(list(range(30)), steps)
+    dense = accuracy._count_correct(recorder.test_images, test_labels, recorder.buffer)
+    assert recorder.correct().tolist() == dense.tolist()

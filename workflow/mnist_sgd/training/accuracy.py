@@ -1,0 +1,201 @@
+"""Exact test accuracy at every evaluated iteration, a chunk of iterations at a time.
+
+The plain computation (`mnist_sgd.training.reference.seed_correct`, once per weight) is
+argmax_c (x W_t)[c] == label for every test image x and weight W_t: a (10^4 x 784) x (784 x 10)
+product per iteration, far more arithmetic than a small batch's step. Evaluations never feed back
+into training, so the training loop copies a chunk's weights into `AccuracyRecorder.buffer` and the
+recorder scores them together, in one of three ways, all giving the counts the plain computation gives:
+
+- on a GPU, one dense product for the whole chunk;
+- on the CPU, images whose prediction provably cannot change within the chunk are scored once, under
+  its middle weight, and the others by the dense product (`_settled`);
+- on the CPU, for a chunk of small batches with its steps' rows and residuals at hand (`Steps`), the
+  dual form (`_dual`): each step changes every test logit by a product with the batch's rows, so the
+  logits of every weight of the chunk follow from the first one's by cheap updates, with a bound on
+  their rounding; the few images within that bound of a tie are scored by the dense product.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data.idx import NUM_CLASSES
+
+# Weight snapshots evaluated per test-set product at most: one (n_test, pixels) x (pixels, 10 * EVAL_BLOCK) GEMM.
+EVAL_BLOCK = 100
+# The largest batch whose chunks are scored in the dual form: its cost grows with the batch, the dense
+# product's does not (measured by bench/bench_training.py; see docs/benchmarks.md).
+DUAL_BATCH = 2
+# Test images per block of the dual form's updates: a span's logits for a block stay in cache.
+DUAL_IMAGES = 1024
+# Steps per span of the dual form's sums: a span's prefix sums cost D^2 b per image (25: measured).
+DUAL_SPAN = 25
+UNIT_ROUNDOFF = 2.0**-24  # float32's
+
+
+@dataclass
+class Steps:
+    """What the dual form needs of a chunk's T steps of `ScratchSGD` (batches of b rows each):
+    `pixels` (T * b, d), the batches' training images as uint8 pixels, in step order; `residuals`
+    (T, 10, b), each step's R^T = W^T X_b^T - Y_b^T as the step computed it; `alpha`, the step's lr / b."""
+
+    pixels: torch.Tensor
+    residuals: torch.Tensor
+    alpha: float
+
+
+class AccuracyRecorder:
+    """Test accuracy of weight snapshots, scored a chunk of iterations at a time (see the module's text).
+
+    Scores stay on the device until `correct()` copies them to the host, once.
+    """
+
+    def __init__(self, test_images, test_labels, iterations, capacity, test_pixels=None):
+        """`test_pixels`, the uint8 pixels `test_images` are made from, for the dual form (`score`'s steps)."""
+        self.test_images, self.test_pixels = test_images, test_pixels
+        self._test_pixels = self._test_images = None  # the dual form's copies, made on first use
+        self.test_labels = test_labels
+        self.image_norms = test_images.norm(dim=1)
+        self.iterations = iterations
+        self.buffer = torch.empty(capacity, test_images.shape[1], NUM_CLASSES, device=test_images.device)
+        self.evaluated = []  # iteration numbers (0-based), in order, on the host
+        self.scores = []  # one device tensor of correct counts per chunk
+
+    def score(self, iterations, steps=None):
+        """Score the snapshots in `buffer[:len(iterations)]`, the models at `iterations` (0-based).
+
+        `steps`, where given, are the Steps between consecutive snapshots (every iteration of the
+        chunk evaluated, the first snapshot the weight before the chunk's first step)."""
+        if not iterations:
+            return
+        snapshots = self.buffer[: len(iterations)]
+        self.evaluated.extend(iterations)
+        if self.test_images.device.type != "cpu":
+            # On a GPU the dense product is cheap, and selecting rows would synchronise with the host.
+            self.scores.append(_count_correct(self.test_images, self.test_labels, snapshots))
+            return
+        if steps is not None:
+            undecided, decided_correct = self._dual(snapshots, steps)
+        else:
+            undecided, decided_correct = self._settled(snapshots)
+        rows = undecided.nonzero().squeeze(1)
+        images, labels = self.test_images.index_select(0, rows), self.test_labels.index_select(0, rows)
+        self.scores.append(decided_correct + _count_correct(images, labels, snapshots))
+
+    def _settled(self, snapshots):
+        """Images whose argmax may change within the chunk (a mask), and how many of the others are
+        right under every snapshot (they are under all or none).
+
+        An image whose argmax provably cannot change within the chunk is scored once, under the
+        middle snapshot: with W_t = W_m + D_t (W_m the middle snapshot), each logit moves by
+        |x . D_t[:, c]| <= |x| |D_t[:, c]|, so a prediction whose margin under W_m exceeds twice the
+        largest move, plus the worst-case float32 rounding of both evaluations (d * 2^-24 * |x| |W[:, c]|
+        per logit, doubled for safety), is the prediction any float32 evaluation gives for every
+        snapshot of the chunk.
+        """
+        middle = snapshots[len(snapshots) // 2]
+        top = (self.test_images @ middle).topk(2, dim=1)
+        margin = top.values[:, 0] - top.values[:, 1]
+        largest_move = (snapshots - middle).norm(dim=1).max()
+        rounding = 8 * self.test_images.shape[1] * UNIT_ROUNDOFF * snapshots.norm(dim=1).max()
+        settled = margin > self.image_norms * (2 * largest_move + rounding)
+        return ~settled, (settled & (top.indices[:, 0] == self.test_labels)).sum()
+
+    def _dual(self, snapshots, steps):
+        """Images that some snapshot of the chunk may score either way (a mask), and per snapshot how
+        many of the others it scores right: the dual form, for a chunk of T small batches of b rows.
+
+        Step s subtracts alpha X_s^T R_s from W (X_s its batch's rows, R_s its residuals), so the test
+        logits under snapshot j are
+
+            Z_j = X_test W_0 - alpha sum_{s<j} K_s R_s,    K_s = X_test X_s^T  (n_test x b)
+
+        one (n_test x d) x (d x T b) product for K and one of (n_test x d) x (d x 10) for Z_0 (in
+        float64), where scoring each snapshot takes T of (d x 10). The sums go in spans of DUAL_SPAN steps (a span's
+        prefix sums are one product, of T^2 b per image), each span from the last one's end. Whether
+        image x is right under W_j is the sign of S_j(x) = Z_j[label] - max_{c != label} Z_j[c].
+
+        K is exact: the product of the integer pixel values, whose partial sums are non-negative
+        integers, so below 2^24 (exact in float32) wherever the result is (checked). Every computed
+        logit is then within |x| E_j of the exact x . W_j[:, c], with, for float32 (unit roundoff u,
+        gamma_n = n u / (1 - n u)), M the largest column norm of the chunk's weights and
+        N_s = max_c sum_k |x_{s,k}| |R_s[c, k]| (x_{s,k} the step's rows as floats, pixel / 255):
+
+            E_j = 2 [u M + 2 j u M + (gamma_{D b + 1} + 2 gamma_b + 5 u) alpha sum_{s<j} N_s]
+
+        (Z_0 rounded to float32; each step's rounding of its update and of its gradient, as the training step
+        computed them, and each span's sum; the increments' products over a span's D b rows, and the
+        rounding of alpha R / 255^2; doubled for the second-order terms), by Cauchy-Schwarz on each
+        rounded dot product (pixels are non-negative, so K <= |x| |x_s|). A float32 evaluation of a
+        logit is within gamma_d |x| M of the exact one. So where |S_j(x)| > 2 |x| (E_j + gamma_d M),
+        every float32 evaluation of W_j scores x as the sign of S_j(x) says; an image that fails this
+        under some snapshot is scored by the dense product under every snapshot of the chunk, as
+        `_settled` leaves them. A K entry of 2^24 or more (none on MNIST) adds gamma_d to the factor
+        of alpha.
+        """
+        images, labels, norms = self.test_images, self.test_labels, self.image_norms
+        count, (n, d) = snapshots.shape[0], images.shape
+        batch = steps.pixels.shape[0] // count
+        if self._test_pixels is None:  # made once: integer values (exact in float32), and the images in float64
+            self._test_pixels, self._test_images = self.test_pixels.float(), images.double()
+        rows = steps.pixels.float()
+        kernel = self._test_pixels @ rows.T  # (n, T b): K * 255^2, exact if below 2^24
+        u, alpha = UNIT_ROUNDOFF, steps.alpha
+        gamma = lambda k: k * u / (1 - k * u)  # noqa: E731
+        largest = snapshots.norm(dim=1).max()
+        # N_s for the steps before each snapshot, summed: (T,), 0 for the first.
+        row_norms = (rows.norm(dim=1) / 255).view(count, 1, batch)
+        per_step = (steps.residuals.abs() * row_norms).sum(dim=2).amax(dim=1)
+        before = torch.cat([per_step.new_zeros(1), per_step[:-1].cumsum(0)])
+        factor = gamma(DUAL_SPAN * batch + 1) + 2 * gamma(batch) + 5 * u
+        if kernel.max() >= 2**24:
+            factor += gamma(d)
+        j = torch.arange(count, dtype=torch.float32)
+        error = 2 * (u * largest + 2 * j * u * largest + factor * alpha * before)
+        threshold = 2 * (error + gamma(d) * largest)  # (T,), times |x|
+        # Per span of D steps, P[(j, c), (s, k)] = -alpha / 255^2 R_s[c, k] for s < j, j = 0 .. D:
+        # the changes of its D + 1 logits (the last one the next span's first) are P K^T.
+        increments = steps.residuals.mul(-alpha / 255**2)  # (T, 10, b)
+        spans = []
+        for start in range(0, count, DUAL_SPAN):
+            span = increments[start : start + DUAL_SPAN].permute(1, 0, 2)  # (10, D, b)
+            steps_before = torch.ones(span.shape[1] + 1, span.shape[1]).tril_(-1)  # [s < j]
+            changes = (steps_before[:, None, :, None] * span[None]).reshape(-1, span.shape[1] * batch)
+            spans.append(
+                (slice(start, start + span.shape[1]), slice(start * batch, (start + span.shape[1]) * batch), changes)
+            )
+        first = (self._test_images @ snapshots[0].double()).float().T  # (10, n)
+        right = torch.empty(count, n, dtype=torch.bool)
+        undecided = torch.zeros(n, dtype=torch.bool)
+        for start in range(0, n, DUAL_IMAGES):
+            block = slice(start, start + DUAL_IMAGES)
+            logits, size = first[:, block], first[:, block].shape[1]
+            for snapshot_range, columns, changes in spans:
+                z = (changes @ kernel[block, columns].T).view(-1, NUM_CLASSES, size).add_(logits)
+                logits = z[-1].clone()  # after the span's last step: the next span's first
+                z = z[:-1]
+                label = labels[block].view(1, 1, size).expand(z.shape[0], 1, size)
+                correct_logit = z.gather(1, label).squeeze(1)
+                margin = correct_logit - z.scatter_(1, label, float("-inf")).amax(dim=1)  # (D, n_block): S_j(x)
+                right[snapshot_range, block] = margin > 0
+                undecided[block] |= (margin.abs() <= threshold[snapshot_range, None] * norms[block]).any(dim=0)
+        return undecided, (right & ~undecided).sum(dim=1)
+
+    def latest(self):
+        """(iteration, accuracy) of the last scored snapshot (a host sync)."""
+        return self.evaluated[-1], self.scores[-1][-1].item() / self.test_labels.shape[0]
+
+    def correct(self):
+        """Correctly classified test images per iteration (-1 where not evaluated), as a NumPy array."""
+        counts = np.full(self.iterations, -1, dtype=np.int64)
+        if self.scores:
+            counts[self.evaluated] = torch.cat(self.scores).cpu().numpy()
+        return counts
+
+
+def _count_correct(images, labels, snapshots):
+    """Correct predictions of every snapshot (k, d, 10) on `images`, with one product: a (k,) tensor."""
+    k = snapshots.shape[0]
+    logits = (images @ snapshots.permute(1, 0, 2).reshape(-1, k * NUM_CLASSES)).view(-1, k, NUM_CLASSES)
+    return (logits.argmax(dim=2) == labels[:, None]).sum(dim=0)
