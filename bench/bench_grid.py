@@ -76,7 +76,7 @@ PHASES = {
     "setup": [("data/cache.py", "load_cache"), ("training/sgd.py", "training_set")],
     "sampling": [("training/sgd.py", "uniform_batches"), ("training/sgd.py", "epoch_batches")],
     "SGD updates": [("training/sgd.py", "step")],
-    "test evaluation": [("training/sgd.py", "score"), ("training/sgd.py", "correct")],
+    "test evaluation": [("training/accuracy.py", "score"), ("training/accuracy.py", "correct")],
     "noise scales": [("training/noise.py", "noise_scales")],
     # in the workflow, once per training set by its optimum job; a run given no curvature computes it
     "curvature": [("training/noise.py", "example_curvature")],
