@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 report="$(mktemp)"
 trap 'rm -f "$report"' EXIT
 python3 -m pip install --quiet --dry-run --ignore-installed --report "$report" \
-    -c requirements/holds.txt -e '.[test,slurm]' 2>/dev/null
+    -c requirements/holds.txt -e '.[test,slurm,tensorboard]' 2>/dev/null
 python3 - "$report" > requirements/ci.txt <<'PY'
 import json, re, sys
 installs = json.load(open(sys.argv[1]))["install"]

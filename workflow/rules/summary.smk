@@ -48,3 +48,27 @@ onerror:
     write_partial_summary(
         RUNS, SWEEPS_BY_RUN, log=lambda line: print(line, file=sys.stderr)
     )
+
+
+# The runs for TensorBoard (an optional extra), from their records: `snakemake tensorboard`, then
+# `tensorboard --logdir results/tensorboard`. Not part of `all`. Each event file is written only where its
+# bytes change (mnist_sgd.analysis.tensorboard), so the manifest is the one declared output.
+rule tensorboard:
+    input:
+        summary=rules.summarize.output.csv,
+        metrics=run_files(RUNS, "metrics.csv"),
+        infos=run_files(RUNS, "run.json"),
+    output:
+        manifest="results/tensorboard/manifest.json",
+    log:
+        "results/logs/tensorboard.log",
+    conda:
+        "../../envs/tensorboard.yaml"
+    params:
+        code=code_digest("tensorboard"),
+    script:
+        "../scripts/tensorboard.py"
+
+
+localrules:
+    tensorboard,
