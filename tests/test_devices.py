@@ -116,3 +116,36 @@ def test_slurm_jobs_keep_the_devices_slurm_assigned(monkeypatch, slurm):
     if slurm:
         monkeypatch.setenv("SLURM_JOB_ID", "42")
     assert gpus.assigned_by_scheduler() is slurm
+
+
+@pytest.mark.parametrize(
+    "given, gpus, jobs_per_gpu, limit", [(False, 2, 3, 6), (False, 1, 1, 1), (False, 0, 4, 1), (True, 2, 3, None)]
+)
+def test_the_gpu_limit_is_every_gpu_times_jobs_per_gpu_unless_given(given, gpus, jobs_per_gpu, limit):
+    from mnist_sgd.execution.host import gpu_limit
+
+    assert gpu_limit(given, gpus, jobs_per_gpu) == limit
+
+
+def test_a_run_schedules_against_every_gpu_times_jobs_per_gpu(tmp_path):
+    """Two GPUs (a fake nvidia-smi) and jobs_per_gpu 3: six training jobs at once; --resources gpu=5 wins."""
+    workdir = make_workdir(tmp_path / "workflow", {"s": sweep()})
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text('#!/bin/sh\necho "GPU 0: Fake (UUID: GPU-a)"\necho "GPU 1: Fake (UUID: GPU-b)"\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    target = "results/data/raw/t10k-labels-idx1-ubyte"  # one small job: Snakemake prints its limits first
+    for extra, expected in [(["--config", "jobs_per_gpu=3"], 6), (["--resources", "gpu=5", "--forceall"], 5)]:
+        result = subprocess.run(
+            [sys.executable, "-m", "snakemake", "--cores", "1", *extra, "--", target],
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout
+        assert f'Provided resources: gpu=Resource("gpu", {expected})' in result.stdout, result.stdout

@@ -21,7 +21,7 @@ from mnist_sgd.study.config import (
     learning_rates_as_numbers,
     reparse_command_line,
 )
-from mnist_sgd.execution.host import count_gpus, training_threads, worker_allowed
+from mnist_sgd.execution.host import count_gpus, gpu_limit, training_threads, worker_allowed
 from mnist_sgd.study.layout import training_set_size
 from mnist_sgd.study.records import set_aside_damaged
 from mnist_sgd.study.datasets import (
@@ -121,7 +121,14 @@ TARGETS = {
 }
 
 # auto and cuda runs ask for a GPU when this machine has one (a cluster profile sets it per job).
-HAS_GPU = count_gpus() > 0
+GPUS = count_gpus()
+HAS_GPU = GPUS > 0
+# How many training jobs hold a GPU at once, on this machine: every GPU times jobs_per_gpu, one number
+# to set (mnist_sgd.execution.host.gpu_limit); --resources gpu=N, where given, decides instead.
+if workflow.local_exec and not workflow.remote_exec:
+    limit = gpu_limit("gpu" in workflow.global_resources, GPUS, config["jobs_per_gpu"])
+    if limit is not None:
+        workflow.register_resource("gpu", limit)
 
 
 def train_slots():

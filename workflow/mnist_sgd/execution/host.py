@@ -57,6 +57,14 @@ def count_gpus(log=lambda message: print(message, file=sys.stderr)):
     return listing.stdout.count("GPU ")
 
 
+def gpu_limit(given, gpus, jobs_per_gpu):
+    """The `gpu` resource a local run schedules training jobs against (each holds 1 where it trains on
+    a GPU): every GPU of the machine times `jobs_per_gpu` (the config's), or None where the user gave
+    `--resources gpu=` (`given`), which then decides. At least 1, so that a run asking for a GPU on a
+    machine that has none (device: cuda) fails in its job, with its own message, rather than waits."""
+    return None if given else max(1, gpus * jobs_per_gpu)
+
+
 def worker_allowed(wanted, local_exec, remote_exec, deployment_methods):
     """Whether jobs may use the warm worker (config `worker`, `wanted`): only where Snakemake runs them
     on this machine itself (`local_exec`, and not in a cluster or cloud job's own Snakemake,
