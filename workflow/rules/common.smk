@@ -21,7 +21,12 @@ from mnist_sgd.study.config import (
     learning_rates_as_numbers,
     reparse_command_line,
 )
-from mnist_sgd.execution.host import count_gpus, gpu_limit, training_threads, worker_allowed
+from mnist_sgd.execution.host import (
+    count_gpus,
+    gpu_limit,
+    training_threads,
+    worker_allowed,
+)
 from mnist_sgd.study.layout import training_set_size
 from mnist_sgd.study.records import set_aside_damaged
 from mnist_sgd.study.datasets import (
