@@ -22,3 +22,15 @@ for name, version in sorted((i["metadata"]["name"], i["metadata"]["version"]) fo
         print(f"{normal}=={version}")
 PY
 echo "wrote requirements/ci.txt ($(grep -c '==' requirements/ci.txt) pins)"
+# The conda environments pin what CI tests too (envs/*.yaml: "name =version", pip's name or conda-forge's).
+python3 - <<'PY'
+import re
+from pathlib import Path
+pins = dict(line.split("==") for line in Path("requirements/ci.txt").read_text().splitlines() if "==" in line)
+conda_to_pip = {"matplotlib-base": "matplotlib"}
+for env in sorted(Path("envs").glob("*.yaml")):
+    text = env.read_text()
+    pin = lambda m: f"{m[1]} ={pins[conda_to_pip.get(m[2], m[2])]}"  # noqa: E731
+    env.write_text(re.sub(r"(?m)^(  - ([a-z0-9-]+)) =\S+$", pin, text))
+PY
+echo "pinned envs/*.yaml to the same versions"

@@ -1,5 +1,5 @@
 """The conda environments (`envs/*.yaml`, used with `--use-conda`) hold every third-party package the
-code of their rules imports, at the lower bounds pyproject.toml declares. Conda is not installed where
+code of their rules imports, pinned at the versions CI tests (within pyproject.toml's ranges). Conda is not installed where
 the tests run, so this reads the files: the rules, their scripts and the package modules those import
 (the same import scan that the rules' code digests use).
 """
@@ -33,11 +33,13 @@ def rules_with_scripts():
 
 
 def env_packages(env):
-    """{package: lower bound or None} of a conda env file."""
+    """{package: (operator, version) or None} of a conda env file: ">=" a range's lower bound, "=" a pin."""
     packages = {}
     for spec in yaml.safe_load(env.read_text())["dependencies"]:
-        name, _, bound = spec.partition(" >=")
-        packages[name.strip()] = bound.strip() or None
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)(?: (>=|=)(\S+))?", spec)
+        assert match, f"{env.name}: {spec!r} is neither 'name >=version' nor 'name =version'"
+        name, operator, version = match.groups()
+        packages[name] = (operator, version) if operator else None
     return packages
 
 
@@ -59,17 +61,32 @@ def test_each_rule_env_holds_what_its_code_imports(rule, env, script):
     assert not missing, f"{env.name} lacks {sorted(missing)}, which rule {rule} imports"
 
 
-def test_env_lower_bounds_are_pyprojects():
+def test_envs_pin_what_ci_tests_within_pyprojects_ranges():
+    """Each conda env pins a package at the version requirements/ci.txt installs (requirements/refresh.sh
+    writes both), within pyproject.toml's range; python, pytorch and torchvision stay pyproject's ranges."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     bounds = {"python": project["requires-python"].removeprefix(">=")}
-    for spec in project["dependencies"]:
+    for spec in [*project["dependencies"], *project["optional-dependencies"]["tensorboard"]]:
         name, _, bound = spec.partition(">=")
         bounds[CONDA_NAMES.get(name.strip(), name.strip())] = bound.strip()
+    pins = dict(
+        line.split("==") for line in (REPO / "requirements" / "ci.txt").read_text().splitlines() if "==" in line
+    )
+    pip_name = {conda: pip for pip, conda in CONDA_NAMES.items()}
+    version = lambda text: tuple(int(part) for part in re.findall(r"\d+", text)[:3])  # noqa: E731
     for env in sorted((REPO / "envs").glob("*.yaml")):
-        for package, bound in env_packages(env).items():
-            if package in bounds:
-                assert bound == bounds[package], (
-                    f"{env.name}: {package} >={bound}, pyproject.toml says >={bounds[package]}"
+        for package, spec in env_packages(env).items():
+            operator, found = spec
+            if package in ("python", "pytorch", "torchvision"):
+                assert spec == (">=", bounds[package]), (
+                    f"{env.name}: {package} {spec}, pyproject.toml says >={bounds[package]}"
+                )
+            else:
+                assert operator == "=" and found == pins[pip_name.get(package, package)], (
+                    f"{env.name}: {package} {spec}; CI tests {pins[pip_name.get(package, package)]}"
+                )
+                assert version(found) >= version(bounds[package]), (
+                    f"{env.name}: {package} ={found} below >={bounds[package]}"
                 )
 
 
