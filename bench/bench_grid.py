@@ -7,7 +7,8 @@ Copies the workflow into a scratch folder and builds the data cache (not timed).
 - the grid of issue 21 (batch sizes 1, 10, 100, 1000 x five learning rates x `--seeds` seeds, 1000
   iterations each: 200 runs), `snakemake --cores N all` from the warm cache, summary and figures included:
   its wall time, the sum of its runs' training seconds (`wall_seconds` in summary.csv), and the ratio
-  wall / (sum / cores): 1 would be the arithmetic alone, perfectly spread over the cores;
+  wall / (sum / cores): 1 would be the arithmetic alone, perfectly spread over the cores; `--seeds 50`
+  is issue 32's 1000-run grid;
 - with `--default`, the same for the default study;
 - `snakemake -n` of the same grid with `--plan-seeds` seeds (2000 runs): the planning time.
 
@@ -160,7 +161,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mnist", default=str(REPO.parent / "shared" / "mnist"), help="folder of the four IDX files")
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--seeds", type=int, default=10, help="seeds of the timed grid (10: 200 runs)")
+    parser.add_argument("--seeds", type=int, default=10, help="seeds of the timed grid (10: 200 runs; 50: 1000)")
     parser.add_argument("--plan-seeds", type=int, default=100, help="seeds of the planned grid (100: 2000 runs)")
     parser.add_argument("--default", action="store_true", help="also time the default study")
     parser.add_argument("--breakdown-only", action="store_true", help="stop after the per-run breakdown")
