@@ -41,6 +41,7 @@ def server():
         threading.Thread(target=loop, daemon=True).start()
         return f"http://127.0.0.1:{listener.getsockname()[1]}/mnist"
 
+    serve.connections = connections  # every connection it accepted, for tests that count attempts
     yield serve
     stop.set()
     for connection in connections:
@@ -86,12 +87,12 @@ def test_a_mirror_that_stalled_once_is_skipped_for_the_rest_of_the_download(serv
     """A silent first mirror costs one stall for a data set's four files, not one per file."""
     good, sums = small_mirror
     url, lines, unreachable = server(silent), [], set()
-    started = time.monotonic()
     for name in sums:
         fetch_idx(
             name, [url, str(good)], sums[name], tmp_path / name, stall=1, log=lines.append, unreachable=unreachable
         )
-    assert time.monotonic() - started < 2.5
+    # One attempt on the silent mirror, so one stall (counted, not timed: a busy machine stretches time).
+    assert len(server.connections) == 1
     assert unreachable == {url} and sum("gave up" in line for line in lines) == 1
     assert lines.count(f"{url}: skipped, it did not answer in time earlier in this download") == 3
 
