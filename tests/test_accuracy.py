@@ -18,22 +18,42 @@ from mnist_sgd.training.train import train
 QUIET = {"log": lambda message: None}
 
 
-def dual_chunk(pixels, labels, test_pixels, test_labels, batch, count, lr, seed=0):
-    """Train `count` steps of batch `batch` from a random weight and score the chunk in the dual form:
-    (the recorder's counts, the plain counts of each snapshot, the recorder)."""
+def run_chunk(pixels, labels, test_pixels, test_labels, batch, count, lr, weight=None, indices=None, seed=0):
+    """Train `count` steps of batch `batch` (the batches `indices`, else random ones) from `weight` (the
+    used pixels' rows), else W = 0, keeping every snapshot: (the recorder, holding them, and the Steps)."""
     g = torch.Generator().manual_seed(seed)
     targets = torch.nn.functional.one_hot(labels, 10).float()
     updater = ScratchSGD(pixels, targets, lr)
-    updater.weight.copy_(0.02 * torch.randn(updater.weight.shape, generator=g))  # no ties at the start
+    if weight is not None:
+        updater.weight.copy_(weight(updater.weight.shape, g))
     test = test_pixels.index_select(1, updater.features)
     recorder = AccuracyRecorder(as_images(test), test_labels, count, capacity=count, test_pixels=test)
-    indices = torch.randint(len(pixels), (count * batch,), generator=g)
+    indices = torch.randint(len(pixels), (count * batch,), generator=g) if indices is None else indices
     updater.residuals = []
     run_steps(updater, torch.split(indices, batch), [True] * count, recorder.buffer, torch.empty(count))
-    steps = Steps(updater.images.index_select(0, indices), torch.stack(updater.residuals), lr / batch)
+    return recorder, Steps(updater.images.index_select(0, indices), torch.stack(updater.residuals), lr / batch)
+
+
+def plain_counts(recorder):
+    """Correct test images under each snapshot of `recorder`, one plain evaluation each."""
+    return [int(((recorder.test_images @ w).argmax(1) == recorder.test_labels).sum()) for w in recorder.buffer]
+
+
+def dual_chunk(pixels, labels, test_pixels, test_labels, batch, count, lr):
+    """A chunk from a random weight (no ties at the start), scored in the dual form: (the recorder's
+    counts, the plain counts of each snapshot)."""
+    recorder, steps = run_chunk(
+        pixels,
+        labels,
+        test_pixels,
+        test_labels,
+        batch,
+        count,
+        lr,
+        weight=lambda shape, g: 0.02 * torch.randn(shape, generator=g),
+    )
     recorder.score(list(range(count)), steps)
-    plain = [int(((recorder.test_images @ w).argmax(1) == test_labels).sum()) for w in recorder.buffer]
-    return recorder.correct().tolist(), plain, recorder
+    return recorder.correct().tolist(), plain_counts(recorder)
 
 
 def synthetic(rows, pixels, seed, high=256):
@@ -51,7 +71,7 @@ def test_the_dual_form_scores_every_snapshot_as_one_plain_evaluation_does(batch,
     scored = []
     dense = accuracy._count_correct
     monkeypatch.setattr(accuracy, "_count_correct", lambda images, *a: scored.append(len(images)) or dense(images, *a))
-    counts, plain, _ = dual_chunk(pixels, labels, test_pixels, test_labels, batch, count, lr=0.05)
+    counts, plain = dual_chunk(pixels, labels, test_pixels, test_labels, batch, count, lr=0.05)
     assert counts == plain
     assert len(set(plain)) > 1 or count == 1  # predictions do change within the chunk
     assert scored[0] < 0.2 * len(test_pixels)  # the dual form decided the rest: few scored densely
@@ -64,7 +84,7 @@ def test_a_kernel_past_float32s_exact_integers_is_bounded_as_inexact(monkeypatch
     test_pixels, test_labels = synthetic(400, 300, seed=4)
     test_pixels[:, 3:] |= 0xF0
     assert (test_pixels.double() @ pixels.double().T).max() >= 2**24
-    counts, plain, _ = dual_chunk(pixels, labels, test_pixels, test_labels, batch=1, count=30, lr=0.001)
+    counts, plain = dual_chunk(pixels, labels, test_pixels, test_labels, batch=1, count=30, lr=0.001)
     assert counts == plain
 
 
@@ -72,19 +92,11 @@ def test_the_first_snapshots_ties_are_scored_densely():
     """At W = 0 every logit is 0: a tie the dual form cannot decide, left to the dense product."""
     pixels, labels = synthetic(100, 30, seed=5)
     test_pixels, test_labels = synthetic(200, 30, seed=6)
-    targets = torch.nn.functional.one_hot(labels, 10).float()
-    updater = ScratchSGD(pixels, targets, 0.05)
-    test = test_pixels.index_select(1, updater.features)
-    recorder = AccuracyRecorder(as_images(test), test_labels, 10, capacity=10, test_pixels=test)
-    updater.residuals = []
-    indices = torch.arange(10)
-    run_steps(updater, torch.split(indices, 1), [True] * 10, recorder.buffer, torch.empty(10))
-    steps = Steps(updater.images[indices], torch.stack(updater.residuals), 0.05)
+    recorder, steps = run_chunk(pixels, labels, test_pixels, test_labels, 1, 10, 0.05, indices=torch.arange(10))
     undecided, _ = recorder._dual(recorder.buffer, steps)
     assert undecided.all()
     recorder.score(list(range(10)), steps)
-    plain = [int(((recorder.test_images @ w).argmax(1) == test_labels).sum()) for w in recorder.buffer]
-    assert recorder.correct().tolist() == plain
+    assert recorder.correct().tolist() == plain_counts(recorder)
 
 
 @pytest.mark.parametrize("batch_size", [1, 2])
@@ -110,19 +122,14 @@ def test_near_ties_are_left_to_the_dense_product(monkeypatch):
     labels = 2 + labels % 8  # no training image of class 0 or 1: their columns move alike
     test_pixels, _ = synthetic(400, 40, seed=8)
     test_labels = torch.zeros(400, dtype=torch.int64)
-    g = torch.Generator().manual_seed(9)
-    targets = torch.nn.functional.one_hot(labels, 10).float()
-    updater = ScratchSGD(pixels, targets, 0.001)
-    weight = 0.01 * torch.rand(updater.weight.shape, generator=g)
-    weight[:, 0] = weight[:, 1] = 1.0
-    weight[:, 0] += 1e-6 * torch.randn(weight.shape[0], generator=g)
-    updater.weight.copy_(weight)
-    test = test_pixels.index_select(1, updater.features)
-    recorder = AccuracyRecorder(as_images(test), test_labels, 30, capacity=30, test_pixels=test)
-    indices = torch.randint(len(pixels), (30,), generator=g)
-    updater.residuals = []
-    run_steps(updater, torch.split(indices, 1), [True] * 30, recorder.buffer, torch.empty(30))
-    steps = Steps(updater.images[indices], torch.stack(updater.residuals), 0.001)
+
+    def hair_apart(shape, g):
+        weight = 0.01 * torch.rand(shape, generator=g)
+        weight[:, 0] = weight[:, 1] = 1.0
+        weight[:, 0] += 1e-6 * torch.randn(shape[0], generator=g)
+        return weight
+
+    recorder, steps = run_chunk(pixels, labels, test_pixels, test_labels, 1, 30, 0.001, weight=hair_apart, seed=9)
     undecided, _ = recorder._dual(recorder.buffer, steps)
     assert undecided.float().mean() > 0.5  # most are within rounding of the tie
     recorder.score(list(range(30)), steps)

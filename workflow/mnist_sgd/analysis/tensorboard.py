@@ -51,14 +51,13 @@ def _tensorboard():
     """The TensorBoard modules this needs, or TensorBoardMissing naming the extra."""
     try:
         from tensorboard.compat.proto import event_pb2, summary_pb2
-        from tensorboard.plugins.hparams import api_pb2
         from tensorboard.plugins.hparams import summary_v2 as hparams
         from tensorboard.summary.writer.record_writer import RecordWriter
     except ImportError as error:
         raise TensorBoardMissing(
             f"the tensorboard target needs TensorBoard, an optional extra ({error}); install it: {EXTRA}"
         ) from None
-    return event_pb2, summary_pb2, api_pb2, hparams, RecordWriter
+    return event_pb2, summary_pb2, hparams, RecordWriter
 
 
 def write_logdir(summary, runs_dir, logdir, log=print):
@@ -124,7 +123,7 @@ def _digest(value):
 
 def _events(records, modules):
     """The bytes of an event file holding `records` (Event protos), after the file-version event."""
-    event_pb2, _, _, _, RecordWriter = modules
+    event_pb2, _, _, RecordWriter = modules
     buffer = io.BytesIO()
     writer = RecordWriter(buffer)
     for event in [event_pb2.Event(wall_time=0.0, file_version="brain.Event:2"), *records]:
@@ -145,7 +144,7 @@ def _hparam_values(row):
 
 def experiment_events(summary, metrics, modules):
     """The logdir's event file: the HParams experiment, every hyperparameter's values and every metric."""
-    event_pb2, _, api_pb2, hparams, _ = modules
+    event_pb2, _, hparams, _ = modules
     values = {name: sorted({kind(v) for v in summary[column]}) for name, column, kind in HPARAMS}
     config = hparams.hparams_config_pb(
         hparams=[hparams.HParam(name, hparams.Discrete(values[name])) for name, _, _ in HPARAMS],
@@ -157,7 +156,7 @@ def experiment_events(summary, metrics, modules):
 
 def run_events(row, info, curves, metrics, modules):
     """A run's event file: its curves, its noise scales, its HParams session and its metrics."""
-    event_pb2, _, _, hparams, _ = modules
+    event_pb2, _, hparams, _ = modules
     session = hparams.hparams_pb(_hparam_values(row), trial_id=row["run"], start_time_secs=0.0)
     records = [event_pb2.Event(wall_time=0.0, step=0, summary=session)]
     pace = info.seconds_per_iteration

@@ -54,7 +54,7 @@ class AccuracyRecorder:
     def __init__(self, test_images, test_labels, iterations, capacity, test_pixels=None):
         """`test_pixels`, the uint8 pixels `test_images` are made from, for the dual form (`score`'s steps)."""
         self.test_images, self.test_pixels = test_images, test_pixels
-        self._test_pixels = self._test_images = None  # the dual form's copies, made on first use
+        self._pixel_values = self._images64 = None  # the dual form's copies, made on first use
         self.test_labels = test_labels
         self.image_norms = test_images.norm(dim=1)
         self.iterations = iterations
@@ -137,10 +137,10 @@ class AccuracyRecorder:
         images, labels, norms = self.test_images, self.test_labels, self.image_norms
         count, (n, d) = snapshots.shape[0], images.shape
         batch = steps.pixels.shape[0] // count
-        if self._test_pixels is None:  # made once: integer values (exact in float32), and the images in float64
-            self._test_pixels, self._test_images = self.test_pixels.float(), images.double()
+        if self._pixel_values is None:  # made once: integer values (exact in float32), and the images in float64
+            self._pixel_values, self._images64 = self.test_pixels.float(), images.double()
         rows = steps.pixels.float()
-        kernel = self._test_pixels @ rows.T  # (n, T b): K * 255^2, exact if below 2^24
+        kernel = self._pixel_values @ rows.T  # (n, T b): K * 255^2, exact if below 2^24
         u, alpha = UNIT_ROUNDOFF, steps.alpha
         gamma = lambda k: k * u / (1 - k * u)  # noqa: E731
         largest = snapshots.norm(dim=1).max()
@@ -165,12 +165,13 @@ class AccuracyRecorder:
             spans.append(
                 (slice(start, start + span.shape[1]), slice(start * batch, (start + span.shape[1]) * batch), changes)
             )
-        first = (self._test_images @ snapshots[0].double()).float().T  # (10, n)
+        first = (self._images64 @ snapshots[0].double()).float().T  # (10, n)
         right = torch.empty(count, n, dtype=torch.bool)
         undecided = torch.zeros(n, dtype=torch.bool)
         for start in range(0, n, DUAL_IMAGES):
             block = slice(start, start + DUAL_IMAGES)
-            logits, size = first[:, block], first[:, block].shape[1]
+            logits = first[:, block]
+            size = logits.shape[1]
             for snapshot_range, columns, changes in spans:
                 z = (changes @ kernel[block, columns].T).view(-1, NUM_CLASSES, size).add_(logits)
                 logits = z[-1].clone()  # after the span's last step: the next span's first
