@@ -1,6 +1,7 @@
 """A run's records prove themselves (mnist_sgd.study.records): run.json holds the size and SHA-256 of the files
 the run wrote and a digest of itself, and every reader refuses a torn, edited or malformed record by name."""
 
+import dataclasses
 import json
 import re
 
@@ -9,9 +10,19 @@ import pytest
 from conftest import IDX_NAMES, write_small_mnist
 from mnist_sgd.analysis.summary import summarize
 from mnist_sgd.data.cache import build_cache
-from mnist_sgd.study.records import DamagedRecord, RunInfo, damaged_run, set_aside_damaged
+from mnist_sgd.study.records import (
+    DamagedRecord,
+    RunInfo,
+    TrainingInputs,
+    damaged_run,
+    set_aside_untrusted,
+    untrusted_run,
+)
 from mnist_sgd.study.runs import TrainConfig
 from mnist_sgd.training.train import run
+
+# What the workflow would have trained the run from (rule train's parameters).
+INPUTS = TrainingInputs(code="c0de", data="da7a", noise_points=0)
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +41,7 @@ def trained(tmp_path_factory):
         config,
         weights_path=folder / "weights.npy",
         threads=1,
+        inputs=INPUTS,
         log=lambda m: None,
     )
     return folder
@@ -104,9 +116,44 @@ def test_the_summary_takes_final_and_best_accuracy_from_the_metrics(trained):
 def test_planning_sets_aside_only_a_damaged_record_and_only_outside_a_dry_run(trained, tmp_path):
     damaged = damaged_copy(trained, tmp_path, edited_accuracy)
     said = []
-    set_aside_damaged([trained, damaged], dry_run=True, log=said.append)
+    set_aside_untrusted([trained, damaged], dry_run=True, log=said.append)
     assert len(said) == 1 and str(damaged / "run.json") in said[0] and "a real run sets it aside" in said[0]
     assert (damaged / "run.json").exists()
-    set_aside_damaged([trained, damaged], log=said.append)
+    set_aside_untrusted([trained, damaged], log=said.append)
     assert not (damaged / "run.json").exists() and (damaged / "run.json.damaged").exists()
     assert (trained / "run.json").exists()
+
+
+@pytest.mark.parametrize(
+    "changed, says",
+    [
+        ({"code": "0ther"}, "code 'c0de', now '0ther'"),
+        ({"data": "fa5h"}, "data 'da7a', now 'fa5h'"),
+        ({"noise_points": 8}, "noise_points 0, now 8"),
+    ],
+    ids=["code", "data", "noise-points"],
+)
+def test_a_record_made_from_other_inputs_is_outdated_and_set_aside_by_name(trained, tmp_path, changed, says):
+    # What a results folder copied from another version of the workflow holds: whole records, of other code.
+    folder = damaged_copy(trained, tmp_path, lambda folder: None)
+    now = TrainingInputs(**{**INPUTS.as_record(), **changed})
+    assert untrusted_run(folder, INPUTS) is None and damaged_run(folder) is None
+    kind, reason = untrusted_run(folder, now)
+    assert (
+        kind == "outdated" and reason == f"{folder / 'run.json'}: made from other inputs than this workflow's ({says})"
+    )
+    said = []
+    set_aside_untrusted([folder], [now], dry_run=True, log=said.append)
+    assert said == [f"warning: {reason} (a real run sets it aside and retrains)"] and (folder / "run.json").exists()
+    set_aside_untrusted([folder], [now], log=said.append)
+    assert said[1] == f"warning: {reason}"
+    assert not (folder / "run.json").exists() and (folder / "run.json.outdated").exists()
+
+
+def test_a_record_without_its_inputs_is_outdated_for_the_workflow(tmp_path, trained):
+    # A record of the command line (python -m mnist_sgd.training.train) names no inputs: the workflow retrains it.
+    folder = damaged_copy(trained, tmp_path, lambda folder: None)
+    info = RunInfo.read(folder / "run.json")
+    dataclasses.replace(info, inputs=None).write(folder / "run.json")
+    kind, reason = untrusted_run(folder, INPUTS)
+    assert kind == "outdated" and "code None, now 'c0de'" in reason

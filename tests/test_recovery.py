@@ -61,12 +61,15 @@ def test_a_code_edit_with_the_cache_gone_retrains_on_a_cache_the_jobs_rebuild(co
         source.write("\n# an edit\n")
     result = snakemake(workdir, "--cores", "2", "all")
     assert result.returncode == 0, result.stdout
-    assert job_stats(result.stdout)["train"] == len(RUNS) and "format_mnist" not in job_stats(result.stdout)
-    # The optima (their subsets are drawn by the edited module) rerun too, and come first.
+    # Planning sets the outdated records aside (their inputs name the old code), so the training jobs
+    # wait for the cache, which format_mnist or an optimum job rebuilds once; the optima (their subsets are drawn by the
+    # edited module) rerun too.
+    stats = job_stats(result.stdout)
+    assert stats["train"] == len(RUNS) and stats["format_mnist"] == 1, result.stdout
     logs = [
         p.read_text() for folder in ("train", "optimum") for p in (workdir / "results" / "logs" / folder).rglob("*.log")
     ]
-    assert sum("mnist.pt: rebuilt" in log for log in logs) == 1  # once, by whichever job came first
+    assert sum("mnist.pt: rebuilt" in log for log in logs) <= 1  # an optimum job may rebuild it first
     for run in RUNS:
         original = completed[0] / "results" / "runs" / run / "metrics.csv"
         assert (workdir / "results" / "runs" / run / "metrics.csv").read_bytes() == original.read_bytes()

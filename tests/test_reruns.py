@@ -177,6 +177,30 @@ def test_touched_code_and_results_copied_into_a_fresh_clone_retrain_nothing(comp
     assert "Nothing to be done" in result.stdout, result.stdout
 
 
+def test_results_copied_into_a_clone_of_other_training_code_retrain_every_run(completed, tmp_path):
+    """Snakemake's record of each job's parameters stays in .snakemake, which a copied results folder
+    leaves behind: the runs' own record of their inputs (code, data, noise points) says that another
+    version of the training code made them."""
+    workdir, _ = completed
+    clone = tmp_path / "clone"
+    copy_workflow(clone)
+    for part in ("results", "config"):
+        shutil.rmtree(clone / part, ignore_errors=True)
+        shutil.copytree(workdir / part, clone / part, symlinks=True)
+    sgd = clone / "workflow" / "mnist_sgd" / "training" / "sgd.py"
+    sgd.write_text(sgd.read_text() + "\n# an edit\n")
+    dry = snakemake(clone, "-n", "all")
+    runs = clone / "results" / "runs"
+    for run in RUNS:
+        said = f"warning: results/runs/{run}/run.json: made from other inputs than this workflow's (code '"
+        assert said in dry.stdout and "(a real run sets it aside and retrains)" in dry.stdout, dry.stdout
+        assert (runs / run / "run.json").exists()
+    # A real invocation sets them aside, whatever its target: the next one retrains every run.
+    assert snakemake(clone, "--cores", "1", "results/data/mnist.pt").returncode == 0
+    assert all((runs / run / "run.json.outdated").exists() and not (runs / run / "run.json").exists() for run in RUNS)
+    assert job_stats(snakemake(clone, "-n", "all").stdout)["train"] == len(RUNS)
+
+
 def test_damaged_records_retrain_exactly_the_damaged_runs(completed, tmp_path):
     workdir = copy_of(completed[0], tmp_path / "workflow")
     torn, edited, malformed = (workdir / "results" / "runs" / run for run in RUNS[:3])

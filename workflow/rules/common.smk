@@ -28,7 +28,6 @@ from mnist_sgd.execution.host import (
     worker_allowed,
 )
 from mnist_sgd.study.layout import training_set_size
-from mnist_sgd.study.records import set_aside_damaged
 from mnist_sgd.study.datasets import (
     DATASET_NAME,
     IDX_FILES,
@@ -109,15 +108,6 @@ try:
 except SweepError as error:
     raise WorkflowError(str(error))
 RUNS = list(dict.fromkeys(run for runs in SWEEPS.values() for run in runs))
-# A run whose records are torn or edited (mnist_sgd.study.records.damaged_run) is retrained: its run.json is
-# set aside as run.json.damaged, so that its job's outputs are incomplete. Not in a dry run (it says
-# what a real run would do), nor in a cluster job's own Snakemake (the main one looked already).
-if not workflow.remote_exec:
-    set_aside_damaged(
-        [f"results/runs/{run}" for run in RUNS],
-        workflow.dryrun,
-        log=lambda line: print(line, file=sys.stderr),
-    )
 SWEEPS_BY_RUN = {run: [s for s, runs in SWEEPS.items() if run in runs] for run in RUNS}
 # Each data set's target accuracies (mnist_sgd.analysis.scaling), for the data sets the runs train on.
 TARGETS = {

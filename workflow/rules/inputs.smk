@@ -94,3 +94,45 @@ def figure(path, caption, category, subcategory=None, labels=None):
         labels=labels,
     )
     return files
+
+
+from mnist_sgd.study.records import TrainingInputs, set_aside_untrusted
+
+TRAINING_CODE = code_digest("train")
+
+
+def training_inputs(run):
+    """What the records of run `run` must have been made from (mnist_sgd.study.records.TrainingInputs):
+    rule train's code, data and noise parameters."""
+    return TrainingInputs(
+        TRAINING_CODE, data_digest(parse_run(run)["dataset"]), config["noise_points"]
+    )
+
+
+def dry_run():
+    """Whether this invocation is a dry run. While the Snakefile is read, `workflow.dryrun` is always
+    False (Snakemake 9 makes its executor afterwards), so the command line is read as Snakemake reads it.
+    """
+    if workflow.dryrun:
+        return True
+    from snakemake.cli import get_argument_parser
+
+    # Not Snakemake's command line (its API, called from Python): not a dry run.
+    try:
+        known, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except SystemExit:
+        return False
+    return bool(known.dryrun)
+
+
+# A run whose records are torn or edited, or made from other code or data (a results folder copied
+# from another version: mnist_sgd.study.records.untrusted_run), is retrained: its run.json is set aside as
+# run.json.damaged or run.json.outdated, so that its job's outputs are incomplete. Not in a dry run (it
+# says what a real run would do), nor in a cluster job's own Snakemake (the main one looked already).
+if not workflow.remote_exec:
+    set_aside_untrusted(
+        [f"results/runs/{run}" for run in RUNS],
+        [training_inputs(run) for run in RUNS],
+        dry_run,
+        log=lambda line: print(line, file=sys.stderr),
+    )

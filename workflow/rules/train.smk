@@ -33,7 +33,7 @@ rule train:
         gpu=1 if HAS_GPU and config["device"] != "cpu" else 0,
     params:
         data=lambda wildcards: data_digest(run_dataset(wildcards)),
-        code=code_digest("train"),
+        code=TRAINING_CODE,
         cache=lambda wildcards: cache_file(run_dataset(wildcards)),
         idx_files=lambda wildcards: raw_files(run_dataset(wildcards)),
         # Where the run measures its gradient noise scales: a new value retrains, to measure there.

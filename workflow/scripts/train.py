@@ -10,6 +10,7 @@ start_job(snakemake)  # its log; the warm worker runs the rest where it can
 
 from mnist_sgd.execution.devices import pick_device  # noqa: E402
 from mnist_sgd.study.datasets import dataset_sha256
+from mnist_sgd.study.records import TrainingInputs  # noqa: E402
 from mnist_sgd.study.runs import RUN_PATTERN, run_config  # noqa: E402
 from mnist_sgd.training.train import run  # noqa: E402
 
@@ -30,5 +31,6 @@ run(
     curvature_path=snakemake.params.curvature,
     data_sources=dataset_sha256(snakemake.config, config.dataset),
     rebuild_from=snakemake.params.idx_files,
+    inputs=TrainingInputs(snakemake.params.code, snakemake.params.data, snakemake.params.noise),
     log=log,
 )

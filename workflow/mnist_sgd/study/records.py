@@ -100,6 +100,9 @@ class RunInfo:
     # t steps; 0 the start), "b_simple": [...], "b_noise": [...]}; None where not measured.
     noise_scale: Optional[dict] = None
     noise_seconds: Optional[float] = None  # of wall_seconds, spent measuring them
+    # What made the run besides its parameters, as the training rule gave it (`TrainingInputs`): planning
+    # retrains a run whose inputs are not this workflow's (`untrusted_run`); None from the command line.
+    inputs: Optional[dict] = None
     # {name: {"bytes": n, "sha256": hex}} of each of RUN_FILES the run wrote (file_digest), and the
     # digest of this record itself: a reader checks both (RunInfo.read), so a torn or edited record is
     # never believed.
@@ -155,29 +158,69 @@ class RunInfo:
                 )
 
 
-def damaged_run(folder):
-    """Why the records of the run in `folder` (its run.json and RUN_FILES) cannot be trusted, or None
-    where they are whole, or where one is missing (Snakemake reruns a job whose output is missing)."""
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What a run's records are a function of besides its parameters (its name): the digest of the
+    training code (mnist_sgd.execution.digests.code_digest), of its data set's IDX files
+    (mnist_sgd.study.layout.data_digest), and where it measures its noise scales (config noise_points).
+    The training rule passes them to the run, which records them (RunInfo.inputs); planning compares."""
+
+    code: str
+    data: str
+    noise_points: int
+
+    def as_record(self):
+        return dataclasses.asdict(self)
+
+
+def untrusted_run(folder, inputs=None):
+    """Why the records of the run in `folder` (its run.json and RUN_FILES) cannot be trusted, as
+    (kind, reason), kind "damaged" or "outdated"; or None where they are whole and, given `inputs`
+    (TrainingInputs), made from them, or where one is missing (Snakemake reruns a job whose output is
+    missing).
+
+    Outdated: made by other training code, from other data or with other noise points than `inputs`
+    say (a results folder copied from another version: Snakemake's own record of a job's parameters,
+    under .snakemake, is not copied with it)."""
     path = Path(folder) / "run.json"
     if not path.exists() or not all((Path(folder) / name).exists() for name in RUN_FILES):
         return None
     try:
-        RunInfo.read(path)
+        info = RunInfo.read(path)
     except DamagedRecord as error:
-        return str(error)
+        return "damaged", str(error)
+    if inputs is not None and info.inputs != inputs.as_record():
+        recorded = info.inputs or {}
+        changed = [
+            f"{name} {recorded.get(name)!r}, now {value!r}"
+            for name, value in inputs.as_record().items()
+            if recorded.get(name) != value
+        ]
+        return "outdated", (f"{path}: made from other inputs than this workflow's ({'; '.join(changed)})")
     return None
 
 
-def set_aside_damaged(folders, dry_run=False, log=print):
-    """For each run folder in `folders` whose records are damaged (damaged_run): say why, and, unless
-    `dry_run`, move its run.json to run.json.damaged, so that Snakemake sees the run's outputs incomplete
+def damaged_run(folder):
+    """Why the records of the run in `folder` are damaged (untrusted_run), or None."""
+    found = untrusted_run(folder)
+    return found and found[1]
+
+
+def set_aside_untrusted(folders, inputs=None, dry_run=False, log=print):
+    """For each run folder in `folders` whose records cannot be trusted (untrusted_run, against the
+    TrainingInputs of its run in `inputs`, in the same order, where given): say why, and, unless
+    `dry_run` (a bool, or a function that says it, asked only when a record is found untrusted), move its
+    run.json to run.json.damaged or run.json.outdated, so that Snakemake sees the run's outputs incomplete
     and retrains exactly that run."""
-    for folder in folders:
-        damage = damaged_run(folder)
-        if damage:
-            log(f"warning: {damage}" + (" (a real run sets it aside and retrains)" if dry_run else ""))
+    for folder, expected in zip(folders, inputs or [None] * len(folders)):
+        found = untrusted_run(folder, expected)
+        if found:
+            kind, reason = found
+            if callable(dry_run):
+                dry_run = dry_run()
+            log(f"warning: {reason}" + (" (a real run sets it aside and retrains)" if dry_run else ""))
             if not dry_run:
-                os.replace(Path(folder) / "run.json", Path(folder) / "run.json.damaged")
+                os.replace(Path(folder) / "run.json", Path(folder) / f"run.json.{kind}")
 
 
 @dataclass(frozen=True)

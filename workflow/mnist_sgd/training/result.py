@@ -47,8 +47,9 @@ class RunResult:
         return "ok" if self.diverged_at is None else "diverged"
 
 
-def run_info(config, result, resolved, setup_seconds, data_sha256=None):
-    """The record (RunInfo) of a finished run: `result` is its RunResult, `resolved` its Resolved settings."""
+def run_info(config, result, resolved, setup_seconds, data_sha256=None, inputs=None):
+    """The record (RunInfo) of a finished run: `result` is its RunResult, `resolved` its Resolved settings,
+    `inputs` the TrainingInputs it was trained from, where the workflow gave them."""
     evaluated = result.test_accuracy[~np.isnan(result.test_accuracy)]
     commit, dirty = git_state()
     cuda = resolved.device.startswith("cuda")
@@ -81,4 +82,5 @@ def run_info(config, result, resolved, setup_seconds, data_sha256=None):
         confusion=result.confusion.tolist(),
         noise_scale=result.noise_scale,
         noise_seconds=result.noise_seconds,
+        inputs=inputs and inputs.as_record(),
     )

@@ -178,6 +178,7 @@ def run(
     weights_path=None,
     noise_points=0,
     curvature_path=None,
+    inputs=None,
 ):
     """Load the cached data onto `device` (the caller picks it: mnist_sgd.execution.devices.pick_device),
     train one run, and write its metrics CSV and info JSON (and, given `weights_path`, its final weight
@@ -187,6 +188,7 @@ def run(
     `rebuild_from`, the IDX files to rebuild a damaged cache from (see `load_cache`). With
     `noise_points`, the run measures its gradient noise scales (see `train`), reading its training
     set's example curvature from `curvature_path` where the optimum job saved it for these data.
+    `inputs`, the TrainingInputs the workflow trains the run from, are recorded in its run.json.
     """
     start = time.perf_counter()
     config.validate()
@@ -213,7 +215,7 @@ def run(
         cuda_graphs_error=result.cuda_graphs_error,
         device_index=device.index,
     )
-    info = run_info(config, result, resolved, setup_seconds, data.sha256)
+    info = run_info(config, result, resolved, setup_seconds, data.sha256, inputs)
     info.write(info_path)
     log(
         f"done ({info.status}): final test accuracy {info.final_test_accuracy:.4f}, final loss "
