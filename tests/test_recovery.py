@@ -66,11 +66,7 @@ def test_a_code_edit_with_the_cache_gone_retrains_on_a_cache_the_jobs_rebuild(co
     # edited module) rerun too.
     stats = job_stats(result.stdout)
     assert stats["train"] == len(RUNS) and stats["format_mnist"] == 1, result.stdout
-    logs = [
-        p.read_text() for folder in ("train", "optimum") for p in (workdir / "results" / "logs" / folder).rglob("*.log")
-    ]
-    # Which jobs rebuild it first is a race (format_mnist, an optimum, a run): the runs' bytes below are what matter.
-    assert any("mnist.pt: rebuilt" in log for log in logs) or stats["format_mnist"] == 1
+    # Which jobs rebuild it first is a race (format_mnist, an optimum, a run): the runs' bytes below are the check.
     for run in RUNS:
         original = completed[0] / "results" / "runs" / run / "metrics.csv"
         assert (workdir / "results" / "runs" / run / "metrics.csv").read_bytes() == original.read_bytes()
