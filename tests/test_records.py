@@ -14,7 +14,6 @@ from mnist_sgd.study.records import (
     DamagedRecord,
     RunInfo,
     TrainingInputs,
-    damaged_run,
     set_aside_untrusted,
     untrusted_run,
 )
@@ -60,7 +59,7 @@ def test_a_whole_record_lists_its_files_and_reads_back(trained):
     info = RunInfo.read(trained / "run.json")
     assert set(info.files) == {"metrics.csv", "weights.npy"}
     assert info.files["metrics.csv"]["bytes"] == (trained / "metrics.csv").stat().st_size
-    assert damaged_run(trained) is None
+    assert untrusted_run(trained) is None
 
 
 def torn_metrics(folder):
@@ -97,7 +96,8 @@ def test_every_reader_refuses_a_damaged_record_naming_the_file(trained, tmp_path
     folder = damaged_copy(trained, tmp_path, damage)
     with pytest.raises(DamagedRecord, match=f"{re.escape(f'{folder / file}: {says}')}.*retrains that run"):
         RunInfo.read(folder / "run.json")
-    assert f"{folder / file}: {says}" in damaged_run(folder)
+    kind, reason = untrusted_run(folder)
+    assert kind == "damaged" and f"{folder / file}: {says}" in reason
     with pytest.raises(DamagedRecord, match=re.escape(str(folder / file))):
         summarize([folder / "run.json"], metrics_paths=[folder / "metrics.csv"])
     # The partial summary of a failed run lists it as damaged, with the reason, instead of crashing.
@@ -137,7 +137,7 @@ def test_a_record_made_from_other_inputs_is_outdated_and_set_aside_by_name(train
     # What a results folder copied from another version of the workflow holds: whole records, of other code.
     folder = damaged_copy(trained, tmp_path, lambda folder: None)
     now = TrainingInputs(**{**INPUTS.as_record(), **changed})
-    assert untrusted_run(folder, INPUTS) is None and damaged_run(folder) is None
+    assert untrusted_run(folder, INPUTS) is None and untrusted_run(folder) is None
     kind, reason = untrusted_run(folder, now)
     assert (
         kind == "outdated" and reason == f"{folder / 'run.json'}: made from other inputs than this workflow's ({says})"

@@ -14,6 +14,7 @@ from mnist_sgd.study.layout import (
 )
 from mnist_sgd.study.cost import estimated_seconds
 from mnist_sgd.study.datasets import dataset_of, dataset_sha256
+from mnist_sgd.study.records import TrainingInputs, set_aside_untrusted
 from mnist_sgd.study.runs import parse_training_set, training_set_name
 from mnist_sgd.study.targets import FigureTargets, rst_text
 
@@ -96,14 +97,12 @@ def figure(path, caption, category, subcategory=None, labels=None):
     return files
 
 
-from mnist_sgd.study.records import TrainingInputs, set_aside_untrusted
-
 TRAINING_CODE = code_digest("train")
 
 
 def training_inputs(run):
     """What the records of run `run` must have been made from (mnist_sgd.study.records.TrainingInputs):
-    rule train's code, data and noise parameters."""
+    rule train's `inputs` parameter."""
     return TrainingInputs(
         TRAINING_CODE, data_digest(parse_run(run)["dataset"]), config["noise_points"]
     )

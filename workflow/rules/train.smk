@@ -32,12 +32,12 @@ rule train:
     resources:
         gpu=1 if HAS_GPU and config["device"] != "cpu" else 0,
     params:
-        data=lambda wildcards: data_digest(run_dataset(wildcards)),
-        code=TRAINING_CODE,
+        # What the run computes besides its name: the training code's and the data's digests, and where
+        # it measures its gradient noise scales (a new value retrains, to measure there). The run records
+        # them, and planning retrains a record made from others (training_inputs).
+        inputs=lambda wildcards: training_inputs(RUN.format(**wildcards)).as_record(),
         cache=lambda wildcards: cache_file(run_dataset(wildcards)),
         idx_files=lambda wildcards: raw_files(run_dataset(wildcards)),
-        # Where the run measures its gradient noise scales: a new value retrains, to measure there.
-        noise=config["noise_points"],
         curvature=lambda wildcards: curvature_file(RUN.format(**wildcards)),
     script:
         "../scripts/train.py"

@@ -27,10 +27,10 @@ run(
     weights_path=snakemake.output.weights,
     threads=1,  # always: the metrics must not depend on --cores (see rule train)
     cuda_graphs=snakemake.config["cuda_graphs"],
-    noise_points=snakemake.params.noise,
+    noise_points=snakemake.params.inputs["noise_points"],
     curvature_path=snakemake.params.curvature,
     data_sources=dataset_sha256(snakemake.config, config.dataset),
     rebuild_from=snakemake.params.idx_files,
-    inputs=TrainingInputs(snakemake.params.code, snakemake.params.data, snakemake.params.noise),
+    inputs=TrainingInputs(**snakemake.params.inputs),
     log=log,
 )

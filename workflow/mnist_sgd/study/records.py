@@ -196,14 +196,8 @@ def untrusted_run(folder, inputs=None):
             for name, value in inputs.as_record().items()
             if recorded.get(name) != value
         ]
-        return "outdated", (f"{path}: made from other inputs than this workflow's ({'; '.join(changed)})")
+        return "outdated", f"{path}: made from other inputs than this workflow's ({'; '.join(changed)})"
     return None
-
-
-def damaged_run(folder):
-    """Why the records of the run in `folder` are damaged (untrusted_run), or None."""
-    found = untrusted_run(folder)
-    return found and found[1]
 
 
 def set_aside_untrusted(folders, inputs=None, dry_run=False, log=print):
