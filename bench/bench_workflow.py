@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 from mnist_sgd.execution.host import usable_cpus  # noqa: E402
 from mnist_sgd.study.cost import estimated_seconds  # noqa: E402
+from mnist_sgd.study.packs import PLAN_FILE, pack_seconds, read_plan  # noqa: E402
 from mnist_sgd.study.records import RunInfo, cpu_name  # noqa: E402
 
 WORKFLOW_PARTS = ["Snakefile", "workflow", "config", "envs", "profiles"]
@@ -69,23 +70,27 @@ def main(argv=None):
     wall = time.perf_counter() - start
 
     seconds = {}
-    # The job's seconds (its benchmark file) beside the trainer's own (run.json): start-up, device and
-    # data (setup), then the training loop; on a GPU the difference is mostly the CUDA context.
+    # Each training job's seconds (its benchmark file), then the trainer's own for each of its runs
+    # (run.json): start-up, device and data (setup: the pack's first run loads the data), then the
+    # training loop; on a GPU the difference is mostly the CUDA context.
     print(
-        f"{'training job':<52} {'seconds':>8} {'estimate':>8} {'max RSS MB':>10} {'setup s':>8} {'train s':>8}  device"
+        f"{'training job (pack) / run':<52} {'seconds':>8} {'estimate':>8} {'max RSS MB':>10} {'setup s':>8} {'train s':>8}  device"
     )
-    for path in sorted((workdir / "results" / "benchmarks" / "train").rglob("*.tsv")):
+    packs = {pack.name: pack for pack in read_plan(workdir / PLAN_FILE)}
+    for path in sorted((workdir / "results" / "benchmarks" / "train" / "packs").glob("*.tsv")):
         with path.open() as handle:
             row = next(csv.DictReader(handle, delimiter="\t"))
-        run = f"{path.parent.name}/{path.stem}"
-        seconds[run] = float(row["s"])
-        # The trainer's own peak (run.json): the job's process only waits for the worker's child.
-        info = RunInfo.read(workdir / "results" / "runs" / run / "run.json")  # checked: DamagedRecord if not whole
-        device = info.resolved.device + (" (CUDA graphs)" if info.resolved.cuda_graphs else "")
-        print(
-            f"{run:<52} {seconds[run]:8.2f} {estimated_seconds(run):8.1f} {info.peak_rss_mb:10.0f} "
-            f"{info.setup_seconds:8.2f} {info.wall_seconds:8.2f}  {device}"
-        )
+        pack = packs[path.stem]
+        seconds[pack.name] = float(row["s"])
+        print(f"{pack.name:<52} {seconds[pack.name]:8.2f} {pack_seconds(pack.runs, {'mnist': 60000}):8.1f}")
+        for run in pack.runs:
+            # The trainer's own peak (run.json): the job's process only waits for the worker's child.
+            info = RunInfo.read(workdir / "results" / "runs" / run / "run.json")  # checked: DamagedRecord if not whole
+            device = info.resolved.device + (" (CUDA graphs)" if info.resolved.cuda_graphs else "")
+            print(
+                f"  {run:<50} {'':8} {estimated_seconds(run):8.1f} {info.peak_rss_mb:10.0f} "
+                f"{info.setup_seconds:8.2f} {info.wall_seconds:8.2f}  {device}"
+            )
     # What the noise scales cost: each run's measurements, and each training set's curvature (optimum jobs).
     infos = [RunInfo.read(p) for p in (workdir / "results" / "runs").rglob("run.json")]
     optima = [json.loads(p.read_text()) for p in (workdir / "results" / "optimum").glob("*.json")]

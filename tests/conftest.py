@@ -4,6 +4,7 @@ import fcntl
 import gzip
 import hashlib
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -18,6 +19,7 @@ from snakemake_fork import Snakemake
 
 from mnist_sgd.data.cache import build_cache, load_cache
 from mnist_sgd.study.datasets import MNIST_SHA256
+from mnist_sgd.study.packs import PACK_PREFIX
 from mnist_sgd.study.runs import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,12 +154,31 @@ def snakemake(workdir, *args, timeout=600):
 
 
 def job_stats(output):
-    """Jobs per rule from the "Job stats" table Snakemake prints before running (or with -n)."""
+    """Jobs per rule from the "Job stats" table Snakemake prints before running (or with -n); the
+    training jobs (a rule per pack, `train-<digest>`) as `train`: how many runs they train, from the
+    outputs Snakemake prints for each job."""
     if "Job stats:" not in output:
         return {}
     table = output.split("Job stats:")[1].split("\n\n")[0]
     rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
-    return {rule: int(count) for rule, count in rows if rule != "total"}
+    stats = {rule: int(count) for rule, count in rows if rule != "total"}
+    packs = [rule for rule in stats if rule.startswith(PACK_PREFIX)]
+    if packs:
+        for rule in packs:
+            del stats[rule]
+        stats["train"] = len(trained_runs(output))
+    return stats
+
+
+def trained_runs(output):
+    """The runs the training jobs in Snakemake's `output` train (each job's `output:` line)."""
+    runs = set()
+    for block in re.finditer(rf"^(?:local)?rule {PACK_PREFIX}\w+:\n((?:    .*\n)*)", output, re.MULTILINE):
+        for line in block.group(1).splitlines():
+            if line.startswith("    output: "):
+                files = line[len("    output: ") :].split(", ")
+                runs.update(f[len("results/runs/") : -len("/run.json")] for f in files if f.endswith("/run.json"))
+    return runs
 
 
 # The modules that take longest, longest first (seconds in the suite, 2-core AMD EPYC): pytest-xdist hands

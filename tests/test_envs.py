@@ -13,6 +13,7 @@ import yaml
 from conftest import REPO
 from mnist_sgd.execution import digests as imports_module
 from mnist_sgd.execution.digests import code_digest, imports
+from mnist_sgd.study.packs import PACK_PREFIX
 
 RULES = REPO / "workflow" / "rules"
 # Import name -> conda-forge package name, where they differ.
@@ -23,12 +24,16 @@ def rules_with_scripts():
     """(rule name, conda env file or None, script file) for every rule that runs a script."""
     found = []
     for smk in sorted(RULES.glob("*.smk")):
-        for block in re.split(r"(?m)^(?:rule|checkpoint) ", smk.read_text())[1:]:
+        # A rule defined in a loop (the training packs, the sweep targets) names itself with `name:`.
+        for block in re.split(r"(?m)^\s*(?:rule|checkpoint)(?= |:)", smk.read_text())[1:]:
             script = re.search(r'script:\s+"([^"]+)"', block)
             conda = re.search(r'conda:\s+"([^"]+)"', block)
+            name = block.split(":")[0].strip() or re.search(r"name:\s+(\S+)", block).group(1)
             if script:
                 env = (smk.parent / conda.group(1)).resolve() if conda else None
-                found.append((block.split(":")[0], env, (smk.parent / script.group(1)).resolve()))
+                found.append(
+                    (PACK_RULE if name == "pack.name" else name, env, (smk.parent / script.group(1)).resolve())
+                )
     return found
 
 
@@ -43,11 +48,12 @@ def env_packages(env):
     return packages
 
 
+PACK_RULE = f"{PACK_PREFIX}<pack>"  # the training rules: one per pack (rules/train.smk)
 RULE_SCRIPTS = rules_with_scripts()
 
 
 def test_every_rule_script_is_found():
-    assert {"train", "format_mnist", "download_mnist", "summarize", "plot_run", "plot_group", "plot_wall_time"} <= {
+    assert {PACK_RULE, "format_mnist", "download_mnist", "summarize", "plot_run", "plot_group", "plot_wall_time"} <= {
         rule for rule, _, _ in RULE_SCRIPTS
     }
 

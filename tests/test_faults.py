@@ -75,22 +75,35 @@ def wait_for(condition, what, timeout=120, poll=0.1):
         time.sleep(poll)
 
 
-def training_processes(workdir, log):
-    """(the training job Snakemake runs in `workdir` for the run that logs to `log`, a copy of the rule
-    script; the process that trains it: the job's child in the warm worker, or the job itself)."""
-    scripts = f"{workdir}/.snakemake/scripts/"
-    jobs, trainers = [], []
+def holders(path):
+    """The processes that have `path` open."""
+    found = []
     for entry in Path("/proc").iterdir():
         try:
-            if any(fd.resolve() == log.resolve() for fd in (entry / "fd").iterdir()):
-                command = (entry / "cmdline").read_bytes().decode(errors="replace")
-                is_job = scripts in command and command.rstrip("\0").endswith(".train.py")
-                (jobs if is_job else trainers).append(int(entry.name))
+            if any(fd.resolve() == path.resolve() for fd in (entry / "fd").iterdir()):
+                found.append(int(entry.name))
         except OSError:
             continue
-    [job] = jobs
-    assert len(trainers) <= 1, trainers
-    return job, (trainers or [job])[0]
+    return found
+
+
+def training_processes(workdir, log):
+    """(the training job Snakemake runs in `workdir` for the run that logs to `log`, a copy of the rule
+    script; the process that trains it: the job's child in the warm worker, or the job itself). The
+    trainer holds the run's log; the job, the log of the run's pack."""
+    scripts = f"{workdir}/.snakemake/scripts/"
+    [trainer] = holders(log)
+    for pack_log in (workdir / "results" / "logs" / "train" / "packs").iterdir():
+        pids = holders(pack_log)
+        if trainer in pids:
+            commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace") for pid in pids}
+            [job] = [
+                pid
+                for pid, command in commands.items()
+                if scripts in command and command.rstrip("\0").endswith(".train.py")
+            ]
+            return job, trainer
+    raise AssertionError(f"no pack's job trains {log}")
 
 
 @pytest.mark.parametrize("how", ["SIGTERM to the job", "SIGKILL to the job", "SIGKILL to every process"])

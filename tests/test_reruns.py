@@ -136,10 +136,11 @@ def test_a_recreated_data_cache_with_the_same_content_retrains_nothing(completed
     assert cache.stat().st_mtime_ns > before[0] and cache.read_bytes() == before[1]
     result = snakemake(workdir, "-n", "all")
     assert "Nothing to be done" in result.stdout, result.stdout
-    # --summary agrees: every training output is up to date, with nothing planned.
+    # --summary agrees: every output is up to date, with nothing planned. Finished runs are files no
+    # rule makes (only the packs of pending runs are rules), so it lists none of them.
     summary = snakemake(workdir, "--summary", "all")
-    rows = [line.split("\t") for line in summary.stdout.splitlines() if line.startswith("results/runs/")]
-    assert len(rows) == 3 * len(RUNS), summary.stdout  # metrics.csv, run.json, weights.npy
+    rows = [line.split("\t") for line in summary.stdout.splitlines() if line.startswith("results/")]
+    assert len(rows) > 20 and not any(row[0].startswith("results/runs/") for row in rows), summary.stdout
     assert all(row[-2:] == ["ok", "no update"] for row in rows), summary.stdout
 
 

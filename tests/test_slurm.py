@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from conftest import REPO, job_stats, make_workdir, snakemake, sweep
+from conftest import REPO, job_stats, make_workdir, snakemake, sweep, trained_runs
+from mnist_sgd.study.packs import PACK_PREFIX, read_plan
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 pytestmark = [
@@ -26,12 +27,13 @@ pytestmark = [
     ),
 ]
 SWEEPS = {
-    "batch_size": sweep(),
+    "batch_size": sweep(lr=[0.01, 0.02]),  # two runs of one pack: one SLURM job
     "train_size": sweep(train_sizes=[50], batch_sizes=["train_size"]),
     "torch_optim": sweep(impl="torch", batch_sizes=[25], lr=0.05, seeds=[1]),
 }
 RUNS = [
     "scratch/trainall_batch10_lr0.01_it40_seed0",
+    "scratch/trainall_batch10_lr0.02_it40_seed0",
     "scratch/train50_batch50_lr0.01_it40_seed0",
     "torch/trainall_batch25_lr0.05_it40_seed1",
 ]
@@ -129,19 +131,17 @@ def test_each_training_job_goes_to_slurm_with_one_gpu_and_nothing_else_does(clus
     workdir, _, log = slurm_run
     assert "Using workflow specific profile profiles/slurm" in log
     run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
-    assert len(re.findall(r"has been submitted with SLURM jobid \d+ \(log: ", log)) == len(RUNS)
-    assert log.count("\nrule train:") == len(RUNS) and "localrule train:" not in log
+    # One SLURM job per pack (mnist_sgd.study.packs), not per run: the batch-size sweep's two runs share one.
+    packs = read_plan(workdir / "results" / "packs" / "plan.json")
+    assert sorted(len(pack.runs) for pack in packs) == [1, 1, 2] and trained_runs(log) == set(RUNS), packs
+    assert len(re.findall(r"has been submitted with SLURM jobid \d+ \(log: ", log)) == len(packs)
+    assert log.count(f"\nrule {PACK_PREFIX}") == len(packs) and f"localrule {PACK_PREFIX}" not in log
     for rule in LOCAL_RULES:
         kind = "checkpoint" if rule in ("format_mnist", "optimum") else "rule"
         assert f"local{kind} {rule}:" in log and f"\n{kind} {rule}:" not in log, rule
     jobs = sacct(cluster, run_id)
-    assert len(jobs) == len(RUNS), jobs  # only the training jobs are in SLURM's records
-    wildcards = {
-        "_".join(re.match(r"(\w+)/train(\w+)_batch(\d+)_lr([\d.]+)_it(\d+)_seed(\d+)", run).groups()) for run in RUNS
-    }
-    # The plugin joins the wildcards' values with "_": the first, `dataset_dir`, and the last two,
-    # `sampling` and `evaluation`, are empty for these MNIST runs.
-    assert {comment for *_, comment in jobs} == {f"rule_train_wildcards__{w}__" for w in wildcards}
+    assert len(jobs) == len(packs), jobs  # only the training jobs are in SLURM's records
+    assert {comment for *_, comment in jobs} == {f"rule_{pack.name}" for pack in packs}
     for job_id, state, requested, allocated, _ in jobs:
         assert state == "COMPLETED"
         assert "gres/gpu=1" in requested.split(",") and "gres/gpu=1" in allocated.split(","), (requested, allocated)
@@ -162,20 +162,21 @@ def test_results_equal_a_local_runs_byte_for_byte(slurm_run):
 def test_a_failing_training_job_is_reported_with_its_slurm_log_and_retried(cluster, slurm_run):
     workdir, _, _ = slurm_run
     before = {run: (workdir / "results" / "runs" / run / "metrics.csv").stat().st_mtime_ns for run in RUNS}
-    # A subset larger than the 300 images of the small MNIST: the job refuses it on the node.
-    target = "results/runs/scratch/train400_batch400_lr0.01_it40_seed0/run.json"
-    result = slurm_snakemake(workdir, cluster, target)
+    # A new run asked for on CUDA, which the cluster's fake GPU lacks: its job refuses it on the node.
+    target = "results/runs/scratch/trainall_batch10_lr0.03_it40_seed0/run.json"
+    extra = "sweeps={extra: {impl: scratch, train_sizes: [all], batch_sizes: [10], iterations: 40, lr: 0.03}}"
+    result = slurm_snakemake(workdir, cluster, "--config", "device=cuda", extra, "--", target)
     log = result.stdout
     assert result.returncode != 0
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", log)
     assert len(submitted) == 2 and "Trying to restart job" in log, log  # retries: 1
     for job_id, slurm_log in submitted:
-        assert slurm_log.startswith(f"{workdir}/results/logs/slurm/rule_train/") and slurm_log.endswith(
+        assert slurm_log.startswith(f"{workdir}/results/logs/slurm/rule_{PACK_PREFIX}") and slurm_log.endswith(
             f"/{job_id}.log"
         )
         assert os.path.exists(slurm_log)  # kept for a failed job
         assert f"SLURM-job '{job_id}' failed, SLURM status is: 'FAILED'" in log
-    assert "train_size=400: larger than the 300 training images" in log  # the job's log, shown
+    assert "device='cuda': CUDA is not available here" in log  # the job's log, shown
     assert not (workdir / target).exists()
     # The other runs' results stay, and the workflow is still complete.
     after = {run: (workdir / "results" / "runs" / run / "metrics.csv").stat().st_mtime_ns for run in RUNS}

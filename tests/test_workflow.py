@@ -15,9 +15,10 @@ import pytest
 import yaml
 from small_study import GROUPS, RUNS, changed_config
 
-from conftest import REPO, make_workdir, snakemake, sweep, train_directly
+from conftest import REPO, make_workdir, snakemake, sweep, train_directly, trained_runs
 from mnist_sgd.analysis.scaling import steps_to_target
 from mnist_sgd.study.config import ConfigFileError, check_config_text
+from mnist_sgd.study.packs import PACK_PREFIX, read_plan
 from mnist_sgd.study.records import Optimum, RunInfo
 from mnist_sgd.study.runs import LOSS_SCALE, training_set_name
 from mnist_sgd.training.noise import measurement_iterations
@@ -36,7 +37,10 @@ def test_every_expected_output_is_written(completed):
         for name in ("metrics.csv", "run.json", "weights.npy"):
             assert (results / "runs" / run / name).stat().st_size > 0
         assert (results / "logs" / "train" / f"{run}.log").exists()
-        assert (results / "benchmarks" / "train" / f"{run}.tsv").exists()
+    packs = read_plan(results / "packs" / "plan.json")
+    assert sorted(run for pack in packs for run in pack.runs) == sorted(RUNS)
+    for pack in packs:
+        assert (results / "benchmarks" / "train" / "packs" / f"{pack.name}.tsv").exists()
     for training_set in ("trainall", "train50_seed0", "train100_seed0"):
         assert (results / "optimum" / f"{training_set}.json").stat().st_size > 0
     figures = (
@@ -122,6 +126,7 @@ def test_every_job_writes_a_log_and_training_logs_progress(completed):
     expected += ["format_mnist/mnist.log", "summarize.log", "plot_wall_time.log"]
     expected += [f"{rule}/{run}.log" for run in RUNS for rule in ("train", "plot_run")]
     expected += [f"optimum/{name}.log" for name in ("trainall", "train50_seed0", "train100_seed0")]
+    expected += [f"train/packs/{pack.name}.log" for pack in read_plan(workdir / "results" / "packs" / "plan.json")]
     expected += [f"{rule}/{sweep}.log" for sweep in GROUPS for rule in ("plot_group", "plot_noise_scale")]
     expected += ["plot_steps_to_target/batch_size.log"]
     assert sorted(p.relative_to(logs).as_posix() for p in logs.rglob("*.log")) == sorted(expected)
@@ -159,8 +164,9 @@ def test_training_jobs_never_outnumber_the_cpus_whatever_cores_says(workdir):
     for cores, held in [(cpus, 1), (4 * cpus, 4)]:
         result = snakemake(workdir, "-n", "--forceall", "--cores", str(cores), "all")
         assert result.returncode == 0, result.stdout
-        trains = result.stdout.split("\nrule train:")[1:]
-        assert len(trains) == len(RUNS)
+        trains = result.stdout.split(f"\nrule {PACK_PREFIX}")[1:]
+        # No two runs of the small study differ only in lr and seed: a pack each.
+        assert len(trained_runs(result.stdout)) == len(trains) == len(RUNS)
         for job in trains:
             threads = re.search(r"\n    threads: (\d+)", job.split("\n\n")[0])
             assert (int(threads.group(1)) if threads else 1) == held, job

@@ -12,8 +12,16 @@ from mnist_sgd.study.layout import (
     run_files,
     run_records,
 )
-from mnist_sgd.study.cost import estimated_seconds
 from mnist_sgd.study.datasets import dataset_of, dataset_sha256
+from mnist_sgd.study.packs import (
+    DONE_DIR,
+    pack_seconds,
+    pending_runs,
+    plan_packs,
+    read_plan,
+    restore_finished,
+    write_plan,
+)
 from mnist_sgd.study.records import TrainingInputs, set_aside_untrusted
 from mnist_sgd.study.runs import parse_training_set, training_set_name
 from mnist_sgd.study.targets import FigureTargets, rst_text
@@ -52,30 +60,29 @@ def data_input(dataset, outputs):
     return []
 
 
-def curvature_input(run):
-    """A training job's input for its noise scales: none, ever (as data_input, and for the same reason:
-    a new optimum, after a code edit, must not retrain every run). A run that must train and measures
-    its noise scales waits for its training set's curvature (checkpoint optimum) when it is missing; a
-    run that retrains because its code changed computes it itself if it is gone (mnist_sgd.training.train.run).
-    """
-    if (
-        config["noise_points"]
-        and not os.path.exists(curvature_file(run))
-        and not all(map(os.path.exists, run_records([run], optima=False)))
+def pack_curvature(pack):
+    """The curvature files the runs of `pack` read for their noise scales (none without noise points)."""
+    if not config["noise_points"]:
+        return []
+    return list(dict.fromkeys(curvature_file(run) for run in pack.runs))
+
+
+def as_train_rule(pack):
+    """Give the rule of `pack` what a profile's set-resources and set-threads say for `train`, the name
+    the profiles (profiles/slurm) give the training jobs: Snakemake applies them by rule name, when the
+    rule is defined."""
+    settings = workflow.resource_settings
+    for overwrites in (
+        settings._parsed_overwrite_resources,
+        settings._parsed_overwrite_threads,
     ):
-        checkpoints.optimum.get(training_set=training_set_name(run))
-    return []
+        if "train" in overwrites:
+            overwrites[pack.name] = overwrites["train"]
 
 
 def run_dataset(wildcards):
     """The data set of the run (or IDX file) a job's wildcards name."""
     return dataset_of(wildcards.dataset_dir)
-
-
-def run_priority(wildcards):
-    """A training job's priority: its estimated seconds (a custom data set's size is known once fetched)."""
-    run = RUN.format(**wildcards)
-    return round(estimated_seconds(run, NUM_TRAIN[run_dataset(wildcards)] or 60000))
 
 
 def training_set_dataset(wildcards):
@@ -102,36 +109,111 @@ TRAINING_CODE = code_digest("train")
 
 def training_inputs(run):
     """What the records of run `run` must have been made from (mnist_sgd.study.records.TrainingInputs):
-    rule train's `inputs` parameter."""
+    each training rule's `inputs` parameter."""
     return TrainingInputs(
         TRAINING_CODE, data_digest(parse_run(run)["dataset"]), config["noise_points"]
     )
 
 
-def dry_run():
-    """Whether this invocation is a dry run. While the Snakefile is read, `workflow.dryrun` is always
-    False (Snakemake 9 makes its executor afterwards), so the command line is read as Snakemake reads it.
-    """
-    if workflow.dryrun:
-        return True
+@functools.cache
+def command_line():
+    """Snakemake's command line, parsed as Snakemake parses it; None where Snakemake was not started
+    from one (its API, called from Python). While the Snakefile is read, `workflow.dryrun` and the forced
+    targets are not known yet (Snakemake 9 makes its executor and DAG afterwards)."""
     from snakemake.cli import get_argument_parser
 
-    # Not Snakemake's command line (its API, called from Python): not a dry run.
     try:
         known, _ = get_argument_parser().parse_known_args(sys.argv[1:])
     except SystemExit:
-        return False
-    return bool(known.dryrun)
+        return None
+    return known
 
 
-# A run whose records are torn or edited, or made from other code or data (a results folder copied
-# from another version: mnist_sgd.study.records.untrusted_run), is retrained: its run.json is set aside as
-# run.json.damaged or run.json.outdated, so that its job's outputs are incomplete. Not in a dry run (it
-# says what a real run would do), nor in a cluster job's own Snakemake (the main one looked already).
-if not workflow.remote_exec:
-    set_aside_untrusted(
+def flags(long, short):
+    """Whether the command line holds an option that starts with one of `long`, or a cluster of short
+    options holding one of the letters `short` (only then is it parsed: command_line).
+    """
+    options = [arg for arg in sys.argv[1:] if arg.startswith("-")]
+    return any(
+        o.startswith(long) or (not o.startswith("--") and set(o[1:]) & set(short))
+        for o in options
+    )
+
+
+def dry_run():
+    """Whether this invocation is a dry run."""
+    if workflow.dryrun:
+        return True
+    return flags(("--dry",), "n") and bool(command_line() and command_line().dryrun)
+
+
+def forced_runs():
+    """The runs the command line forces to train again: every run with --forceall, and those whose
+    records --forcerun or --force (with the records as targets) names. A finished run is a file no rule
+    makes (mnist_sgd.study.packs), so Snakemake cannot force it itself. The command line is parsed (about a
+    second) only where it holds such a flag."""
+    if not flags(("--force",), "FRf"):
+        return []
+    known = command_line()
+    if known is None:
+        return []
+    if known.forceall:
+        return RUNS
+    named = set(known.forcerun or []) | set(known.targets if known.force else [])
+    return [run for run in RUNS if named & set(run_records([run], optima=False))]
+
+
+def finished_targets(pending):
+    """The records of finished runs (not in `pending`) that the command line names as targets: files no
+    rule makes, which Snakemake would refuse as targets ("No rule to produce"). The command line is parsed
+    only where it names a file under results/runs/."""
+    if not any(arg.lstrip("./").startswith("results/runs/") for arg in sys.argv[1:]):
+        return []
+    known = command_line()
+    targets = {os.path.normpath(t) for t in (known.targets or [])} if known else set()
+    return [
+        f
+        for run in RUNS
+        if run not in pending
+        for f in run_records([run], optima=False)
+        if f in targets
+    ]
+
+
+def log_line(line):
+    print(line, file=sys.stderr)
+
+
+# The training jobs: packs of the runs whose records are missing (mnist_sgd.study.packs). Finished runs
+# are files no rule makes. A run whose records are torn or edited, or made from other code or data (a
+# results folder copied from another version: mnist_sgd.study.records.untrusted_run), is retrained: its
+# run.json is set aside as run.json.damaged or run.json.outdated. Not in a dry run (it says what a real
+# run would do), nor in a cluster job's own Snakemake, which trains the packs the main one planned.
+if workflow.remote_exec:
+    PACKS, FINISHED_TARGETS = read_plan(), []
+else:
+    if os.path.isdir(DONE_DIR) and not dry_run():
+        restore_finished(log_line)  # the runs a failed or killed pack had finished
+    untrusted = set_aside_untrusted(
         [f"results/runs/{run}" for run in RUNS],
         [training_inputs(run) for run in RUNS],
         dry_run,
-        log=lambda line: print(line, file=sys.stderr),
+        log=log_line,
     )
+    pending = dict.fromkeys(pending_runs(RUNS), "missing records")
+    pending.update(dict.fromkeys(forced_runs(), "forced"))
+    pending.update(
+        {
+            run: untrusted[f"results/runs/{run}"]
+            for run in RUNS
+            if f"results/runs/{run}" in untrusted
+        }
+    )
+    PACKS = plan_packs(
+        {run: pending[run] for run in RUNS if run in pending},
+        NUM_TRAIN,
+        config["pack_seconds"],
+    )
+    if PACKS and not dry_run():
+        write_plan(PACKS)
+    FINISHED_TARGETS = finished_targets(pending)

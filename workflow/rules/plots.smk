@@ -16,9 +16,9 @@ RUN_LABELS = {
 # draws the three (a Python start-up each would cost more than the drawing).
 rule plot_run:
     input:
-        metrics=rules.train.output.metrics,
-        info=rules.train.output.info,
-        weights=rules.train.output.weights,
+        metrics=f"results/runs/{RUN}/metrics.csv",
+        info=f"results/runs/{RUN}/run.json",
+        weights=f"results/runs/{RUN}/weights.npy",
         optimum=lambda wildcards: optimum_file(RUN.format(**wildcards)),
     output:
         curves=figure(

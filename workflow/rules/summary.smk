@@ -41,10 +41,12 @@ localrules:
     summarize,
 
 
-# pandas is imported only when needed: planning stays without it.
+# pandas is imported only when needed: planning stays without it. The runs a failed pack had finished
+# are put back first (Snakemake deleted them with the pack's other outputs).
 onerror:
     from mnist_sgd.analysis.summary import write_partial_summary
 
+    restore_finished(log_line)
     write_partial_summary(
         RUNS, SWEEPS_BY_RUN, log=lambda line: print(line, file=sys.stderr)
     )

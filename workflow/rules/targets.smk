@@ -6,9 +6,10 @@ def all_targets():
 
 
 # One target per sweep and per comparison, named after it: `snakemake --cores 4 batch_size` trains
-# that sweep's runs and draws its figures, nothing else.
+# that sweep's runs and draws its figures, nothing else. `train` is the training jobs' name in the
+# profiles' set-resources (as_train_rule).
 for group in FIGURE_GROUPS:
-    if group in {other.name for other in workflow.rules} | {"all"}:
+    if group in {other.name for other in workflow.rules} | {"all", "train"}:
         raise WorkflowError(
             f"config error: {group!r} names a sweep or comparison and a rule of the workflow; "
             "rename the sweep or comparison"

@@ -1,36 +1,72 @@
-"""Rule train: one run of the shared training program with the run's wildcards as parameters."""
+"""A pack rule (rules/train.smk): its runs, one after the other, through the shared training program, on
+data loaded once; each run logs to its own log and is kept in the side store once written."""
 
 import sys
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from mnist_sgd.execution.job import start_job  # noqa: E402
 
-start_job(snakemake)  # its log; the warm worker runs the rest where it can
+start_job(snakemake)  # the pack's log; the warm worker runs the rest where it can
 
+import torch  # noqa: E402
+
+from mnist_sgd.data.cache import load_cache  # noqa: E402
 from mnist_sgd.execution.devices import pick_device  # noqa: E402
-from mnist_sgd.study.datasets import dataset_sha256
+from mnist_sgd.study.datasets import dataset_sha256  # noqa: E402
+from mnist_sgd.study.layout import train_logs  # noqa: E402
+from mnist_sgd.study.packs import forget_finished, keep_finished  # noqa: E402
 from mnist_sgd.study.records import TrainingInputs  # noqa: E402
-from mnist_sgd.study.runs import RUN_PATTERN, run_config  # noqa: E402
+from mnist_sgd.study.runs import run_config  # noqa: E402
 from mnist_sgd.training.train import run  # noqa: E402
 
-# The run's name says what it computes; the device and CUDA graphs, read from the config rather than
-# passed as rule parameters, say only how: changing them must not retrain (or delete) finished runs.
-config = run_config(RUN_PATTERN.format(**snakemake.wildcards), device=snakemake.config["device"])
-log = lambda message: print(message, file=sys.stderr)  # noqa: E731
-run(
-    snakemake.params.cache,
-    snakemake.output.metrics,
-    snakemake.output.info,
-    config,
-    pick_device(config.device, log, snakemake.config["jobs_per_gpu"]),
-    weights_path=snakemake.output.weights,
-    threads=1,  # always: the metrics must not depend on --cores (see rule train)
-    cuda_graphs=snakemake.config["cuda_graphs"],
-    noise_points=snakemake.params.inputs["noise_points"],
-    curvature_path=snakemake.params.curvature,
-    data_sources=dataset_sha256(snakemake.config, config.dataset),
-    rebuild_from=snakemake.params.idx_files,
-    inputs=TrainingInputs(**snakemake.params.inputs),
-    log=log,
-)
+params, output = snakemake.params, snakemake.output
+preamble = []  # what the pack says before its runs (device, data): each run's log starts with it
+
+
+def pack_log(message):
+    print(message, file=sys.stderr)
+    preamble.append(message)
+
+
+# The device and CUDA graphs, read from the config rather than passed as rule parameters, say only
+# how a run trains: changing them must not retrain (or delete) finished runs.
+device = torch.device(pick_device(snakemake.config["device"], pack_log, snakemake.config["jobs_per_gpu"]))
+torch.set_num_threads(1)  # always: the metrics must not depend on --cores (see rules/train.smk)
+sources = dataset_sha256(snakemake.config, run_config(params.runs[0]).dataset)
+data = load_cache(snakemake.input.data, device, sources=sources, rebuild_from=params.idx_files, log=pack_log)
+failed = []
+for i, name in enumerate(params.runs):
+    print(f"run {i + 1}/{len(params.runs)}: {name}", file=sys.stderr)
+    log_path = Path(train_logs([name])[0])
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", buffering=1) as run_log:
+        print(*preamble, sep="\n", file=run_log)
+        try:
+            run(
+                snakemake.input.data,
+                output.metrics[i],
+                output.info[i],
+                run_config(name, device=snakemake.config["device"]),
+                device,
+                weights_path=output.weights[i],
+                threads=1,
+                cuda_graphs=snakemake.config["cuda_graphs"],
+                noise_points=params.inputs["noise_points"],
+                curvature_path=params.curvature[i],
+                data_sources=sources,
+                inputs=TrainingInputs(**params.inputs),
+                data=data,
+                log=lambda message: print(message, file=run_log),  # noqa: B023 (used in this iteration only)
+            )
+        except Exception:  # the pack's other runs still train; the job fails at its end
+            traceback.print_exc(file=run_log)
+            traceback.print_exc()
+            print(f"failed: {name} (log: {log_path})", file=sys.stderr)
+            failed.append(name)
+            continue
+    keep_finished(name, [output.metrics[i], output.info[i], output.weights[i]])
+if failed:
+    sys.exit(f"{len(failed)} of {len(params.runs)} runs failed: {', '.join(failed)}; the others are kept")
+forget_finished(params.runs)

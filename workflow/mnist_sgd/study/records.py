@@ -205,16 +205,19 @@ def set_aside_untrusted(folders, inputs=None, dry_run=False, log=print):
     TrainingInputs of its run in `inputs`, in the same order, where given): say why, and, unless
     `dry_run` (a bool, or a function that says it, asked only when a record is found untrusted), move its
     run.json to run.json.damaged or run.json.outdated, so that Snakemake sees the run's outputs incomplete
-    and retrains exactly that run."""
+    and retrains exactly that run. Return {folder: why} of those found untrusted."""
+    untrusted = {}
     for folder, expected in zip(folders, inputs or [None] * len(folders)):
         found = untrusted_run(folder, expected)
         if found:
             kind, reason = found
+            untrusted[folder] = reason
             if callable(dry_run):
                 dry_run = dry_run()
             log(f"warning: {reason}" + (" (a real run sets it aside and retrains)" if dry_run else ""))
             if not dry_run:
                 os.replace(Path(folder) / "run.json", Path(folder) / f"run.json.{kind}")
+    return untrusted
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,7 @@ def run(
     noise_points=0,
     curvature_path=None,
     inputs=None,
+    data=None,
 ):
     """Load the cached data onto `device` (the caller picks it: mnist_sgd.execution.devices.pick_device),
     train one run, and write its metrics CSV and info JSON (and, given `weights_path`, its final weight
@@ -189,13 +190,16 @@ def run(
     `noise_points`, the run measures its gradient noise scales (see `train`), reading its training
     set's example curvature from `curvature_path` where the optimum job saved it for these data.
     `inputs`, the TrainingInputs the workflow trains the run from, are recorded in its run.json.
+    `data`, where given, is the cache `data_path` holds already loaded onto `device` (a pack's runs
+    share one load).
     """
     start = time.perf_counter()
     config.validate()
     device = torch.device(device)
     if threads:
         torch.set_num_threads(threads)
-    data = load_cache(data_path, device, sources=data_sources, rebuild_from=rebuild_from, log=log)
+    if data is None:
+        data = load_cache(data_path, device, sources=data_sources, rebuild_from=rebuild_from, log=log)
     log(f"training {config} on {device} with {torch.get_num_threads()} threads")
     curvature = None
     if noise_points and curvature_path:

@@ -1,0 +1,176 @@
+"""Packs: the training jobs. A pack is one Snakemake job (one process, one SLURM job) that trains several
+runs one after the other on data it loads once; each run's records are still its own files, with the
+same bytes as that run trained alone (each run starts from its own seed: nothing passes between runs).
+
+Planning packs only the runs whose records are missing (set aside as damaged or outdated included): a
+finished run is a file no rule makes, so adding a seed, an lr or a batch size packs only the new runs.
+Runs are packed with those that differ from them only in lr and seed (`pack_key`), in (seed, lr) order,
+up to about `pack_seconds` of estimated training a pack.
+
+A pack's outputs are all its runs' records, and Snakemake deletes a failed job's outputs: so each run,
+once written, is also hard-linked into `results/packs/done/<run>/` (`keep_finished`), from where the
+next planning puts back the runs a killed or failed pack had finished (`restore_finished`).
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cost import COST_SECONDS, estimated_seconds
+from .files import write_text_atomic
+from .layout import RUN_RECORDS
+from .runs import parse_run
+
+PACKS_DIR = "results/packs"
+# Where a pack keeps the runs it finished until it ends (see the module's docstring).
+DONE_DIR = f"{PACKS_DIR}/done"
+# The packs the last planning made, for the cluster jobs, whose Snakemake reads the Snakefile again
+# and must define the same rules (finished runs, meanwhile, would change what is pending).
+PLAN_FILE = f"{PACKS_DIR}/plan.json"
+# A pack rule's name: a sweep's name (letters, digits and underscores) can never be one.
+PACK_PREFIX = "train-"
+
+
+@dataclass(frozen=True)
+class Pack:
+    """One training job: its rule's name, its runs in the order it trains them, and why each trains
+    (its records are missing, or were found damaged or outdated: a rule parameter, so that a dry run
+    shows a pack whose untrusted records are still in place as one to run)."""
+
+    name: str
+    runs: tuple
+    reasons: tuple
+
+    @property
+    def dataset(self):
+        """The data set all its runs train on."""
+        return parse_run(self.runs[0])["dataset"]
+
+
+def pack_key(run):
+    """What the runs of one pack share: everything in the run's name but its lr and seed."""
+    params = parse_run(run)
+    return tuple((name, value) for name, value in sorted(params.items()) if name not in ("lr", "seed"))
+
+
+def _order(run):
+    params = parse_run(run)
+    return int(params["seed"]), float(params["lr"])
+
+
+def pack_seconds(runs, num_train):
+    """The estimated seconds of a pack of `runs` (`num_train`: {data set: training images}): one
+    start-up, then each run's training."""
+    start = COST_SECONDS["start"]
+    return start + sum(estimated_seconds(run, num_train[parse_run(run)["dataset"]] or 60000) - start for run in runs)
+
+
+def plan_packs(reasons, num_train, seconds):
+    """The packs that train the runs of `reasons` ({run: why it trains}): runs of one `pack_key`
+    together, in (seed, lr) order, cut where a pack's estimated training would pass `seconds` (a pack
+    holds one run at least)."""
+    groups = {}
+    for run in reasons:
+        groups.setdefault(pack_key(run), []).append(run)
+    packs = []
+    start = COST_SECONDS["start"]
+    for members in groups.values():
+        chunk, total = [], 0.0
+        for run in sorted(members, key=_order):
+            cost = pack_seconds([run], num_train) - start
+            if chunk and total + cost > seconds:
+                packs.append(_pack(chunk, reasons))
+                chunk, total = [], 0.0
+            chunk.append(run)
+            total += cost
+        packs.append(_pack(chunk, reasons))
+    return packs
+
+
+def _pack(runs, reasons):
+    digest = hashlib.sha256("\n".join(runs).encode()).hexdigest()[:12]
+    return Pack(f"{PACK_PREFIX}{digest}", tuple(runs), tuple(reasons[run] for run in runs))
+
+
+def pending_runs(runs):
+    """The runs of `runs` whose records are not all there: what the packs train."""
+    return [run for run in runs if not all(os.path.exists(f"results/runs/{run}/{name}") for name in RUN_RECORDS)]
+
+
+def write_plan(packs, path=PLAN_FILE):
+    """Save `packs` for the cluster jobs (read_plan), atomically, beside those of an earlier planning
+    that still have runs to train (another Snakemake's in this folder, whose jobs may still run)."""
+    plan = {name: pack for name, pack in _read(path).items() if pending_runs(pack["runs"])}
+    plan.update({pack.name: {"runs": list(pack.runs), "reasons": list(pack.reasons)} for pack in packs})
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(plan, indent=1) + "\n")
+
+
+def _read(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def read_plan(path=PLAN_FILE):
+    """The packs the submitting Snakemake planned (write_plan)."""
+    return [Pack(name, tuple(pack["runs"]), tuple(pack["reasons"])) for name, pack in _read(path).items()]
+
+
+def keep_finished(run, files):
+    """Hard-link the records `files` of `run`, just written, into the side store, so that they
+    outlive their pack's failure (Snakemake then deletes all its outputs)."""
+    store = Path(DONE_DIR) / run
+    for file in files:
+        kept = store / Path(file).name
+        for attempt in range(3):  # another pack's forget_finished may remove an empty folder meanwhile
+            store.mkdir(parents=True, exist_ok=True)
+            kept.unlink(missing_ok=True)
+            try:
+                os.link(file, kept)
+                break
+            except FileNotFoundError:
+                if attempt == 2 or not os.path.exists(file):
+                    raise
+
+
+def forget_finished(runs):
+    """Empty the side store of `runs`, and remove the folders that leaves empty: their pack ended well,
+    and Snakemake keeps their records."""
+    done = Path(DONE_DIR)
+    for run in runs:
+        shutil.rmtree(done / run, ignore_errors=True)
+        folder = (done / run).parent
+        while folder != done.parent:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (another pack's runs), or gone
+                break
+            folder = folder.parent
+
+
+def restore_finished(log=print):
+    """Put back the records of every run a failed or killed pack had finished, where they are gone,
+    and empty the side store. Planning checks them next, as every record (records.untrusted_run)."""
+    done = Path(DONE_DIR)
+    if not done.is_dir():
+        return
+    for info in sorted(done.rglob("run.json")):
+        store = info.parent
+        run = store.relative_to(done).as_posix()
+        folder = Path("results/runs") / run
+        kept = [store / name for name in RUN_RECORDS]
+        if all(path.exists() for path in kept) and not all((folder / name).exists() for name in RUN_RECORDS):
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in kept:
+                target = folder / path.name
+                staged = folder / f".{path.name}.restored"
+                staged.unlink(missing_ok=True)
+                os.link(path, staged)
+                os.replace(staged, target)
+            log(f"restored {run}: its pack had finished it before it stopped")
+    shutil.rmtree(done, ignore_errors=True)
