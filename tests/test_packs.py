@@ -53,12 +53,14 @@ def test_runs_that_differ_only_in_lr_and_seed_share_a_pack_in_seed_then_lr_order
     assert len({pack.name for pack in packs}) == len(packs)
 
 
-def test_a_pack_is_cut_at_its_estimated_seconds_and_holds_one_run_at_least():
+def test_packs_are_as_few_and_as_even_as_their_estimated_seconds_allow_with_one_run_at_least():
     runs = dict.fromkeys((run_name(batch=1000, lr=lr, iterations=6000) for lr in (0.1, 0.01, 0.001)), "why")
-    # Each run is estimated at about 12 s (6000 iterations of 2000 rows and an evaluation each).
-    assert [len(pack.runs) for pack in plan_packs(runs, NUM_TRAIN, seconds=30)] == [2, 1]
+    # Each run is estimated at about 9.4 s (6000 iterations of 1000 rows and an evaluation each).
+    assert [len(pack.runs) for pack in plan_packs(runs, NUM_TRAIN, seconds=30)] == [3]
+    assert [len(pack.runs) for pack in plan_packs(runs, NUM_TRAIN, seconds=20)] == [2, 1]
     assert [len(pack.runs) for pack in plan_packs(runs, NUM_TRAIN, seconds=1)] == [1, 1, 1]
-    assert [len(pack.runs) for pack in plan_packs(runs, NUM_TRAIN, seconds=1000)] == [3]
+    many = dict.fromkeys((run_name(seed=seed, iterations=1000) for seed in range(50)), "why")
+    assert [len(pack.runs) for pack in plan_packs(many, NUM_TRAIN, seconds=30)] == [17, 17, 16]
     assert plan_packs({}, NUM_TRAIN, seconds=30) == []
 
 
@@ -86,7 +88,8 @@ def test_a_run_has_the_same_bytes_alone_in_a_pack_of_3_and_in_a_pack_of_50(tmp_p
     for shape, values in shapes.items():
         workdir = make_workdir(tmp_path / shape, {"s": sweep(batch_sizes=[1, 10], **values)}, NO_FIGURES)
         runs = [run_name(batch, lr, seed) for batch in (1, 10) for lr in values["lr"] for seed in values["seeds"]]
-        result = snakemake(workdir, "--cores", "2", *records(runs))
+        # Runs on the tests' small MNIST take milliseconds, whatever the cost model (fitted to MNIST) says.
+        result = snakemake(workdir, "--cores", "2", "--config", "pack_seconds=1000", "--", *records(runs))
         assert result.returncode == 0, result.stdout
         packs = read_plan(workdir / "results" / "packs" / "plan.json")
         assert sorted(len(pack.runs) for pack in packs) == [len(runs) // 2] * 2, packs
@@ -122,6 +125,14 @@ def test_new_seeds_lrs_and_batch_sizes_train_only_the_new_runs_and_a_deleted_run
     assert trained_runs(result.stdout) == {first[1]}, result.stdout
     assert job_stats(snakemake(workdir, "-n", "all").stdout) == {}
 
+    # A finished run is a file no rule makes: asked for by name it has nothing to do, and forcing it
+    # (by its files, or everything) trains it again.
+    asked = snakemake(workdir, "--cores", "1", *records(first[:1]))
+    assert asked.returncode == 0 and not trained_runs(asked.stdout), asked.stdout
+    forced = snakemake(workdir, "-n", "--forcerun", f"results/runs/{first[0]}/run.json", "--", "all")
+    assert trained_runs(forced.stdout) == {first[0]}, forced.stdout
+    assert trained_runs(snakemake(workdir, "-n", "-F", "all").stdout) == set(every)
+
 
 def wait_for(condition, what, timeout=120, poll=0.002):
     deadline = time.monotonic() + timeout
@@ -151,7 +162,7 @@ def test_a_killed_pack_keeps_its_finished_runs_and_trains_the_rest_as_if_never_s
     reference = make_workdir(tmp_path / "reference", sweeps, NO_FIGURES)
     workdir = make_workdir(tmp_path / "killed", sweeps, NO_FIGURES)
     first = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "--cores", "1", *records(runs)],
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--config", "pack_seconds=1000", "--", *records(runs)],
         cwd=workdir,
         start_new_session=True,
         stdout=subprocess.PIPE,
@@ -183,7 +194,7 @@ def test_a_killed_pack_keeps_its_finished_runs_and_trains_the_rest_as_if_never_s
         assert all((folder / run / "run.json").exists() for run in runs[:2]), output
     assert not any((folder / run / "run.json").exists() for run in runs[2:])
 
-    result = snakemake(workdir, "--cores", "1", *records(runs))
+    result = snakemake(workdir, "--cores", "1", "--config", "pack_seconds=1000", "--", *records(runs))
     assert result.returncode == 0, result.stdout
     assert trained_runs(result.stdout) == set(runs[2:]), result.stdout
     assert not (workdir / "results" / "packs" / "done").exists()

@@ -223,17 +223,18 @@ def test_the_schemas_bounds_are_the_training_programs():
     assert sweep["seeds"]["items"]["maximum"] == MAX_SEED
 
 
-# The original study's runs' seconds as training jobs, from bench/bench_workflow.py --cores 2 (2-core AMD EPYC).
+# The default study's runs' seconds as training jobs (a pack each), from bench/bench_workflow.py --cores 2
+# (2-core AMD EPYC, 2026-12-04).
 MEASURED_SECONDS = {
-    "scratch/train10000_batch10000_lr0.001_it6000_seed0": 50.74,
-    "scratch/train1000_batch1000_lr0.001_it6000_seed0": 8.77,
-    "scratch/train100_batch100_lr0.001_it6000_seed0": 5.79,
-    "scratch/train500_batch500_lr0.001_it6000_seed0": 6.98,
-    "scratch/trainall_batch1000_lr0.001_it6000_seed0": 12.61,
-    "scratch/trainall_batch100_lr0.001_it6000_seed0": 6.58,
-    "scratch/trainall_batch10_lr0.001_it6000_seed0": 7.55,
-    "scratch/trainall_batch1_lr0.001_it6000_seed0": 12.09,
-    "torch/trainall_batch100_lr0.001_it6000_seed0": 10.73,
+    "scratch/train10000_batch10000_lr0.001_it6000_seed0": 49.70,
+    "scratch/train1000_batch1000_lr0.001_it6000_seed0": 5.98,
+    "scratch/train100_batch100_lr0.001_it6000_seed0": 3.60,
+    "scratch/train500_batch500_lr0.001_it6000_seed0": 4.71,
+    "scratch/trainall_batch1000_lr0.001_it6000_seed0": 9.74,
+    "scratch/trainall_batch100_lr0.001_it6000_seed0": 5.04,
+    "scratch/trainall_batch10_lr0.001_it6000_seed0": 5.89,
+    "scratch/trainall_batch1_lr0.001_it6000_seed0": 5.82,
+    "torch/trainall_batch100_lr0.001_it6000_seed0": 6.84,
 }
 
 

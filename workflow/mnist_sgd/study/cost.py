@@ -4,11 +4,13 @@ first), and which rows an SGD step reads (mnist_sgd.training.sgd).
 
 from .runs import run_config
 
-# A training job's seconds on one CPU thread, roughly (fitted to bench/bench_workflow.py's per-job
-# seconds on the default study, 2-core AMD EPYC, two jobs at a time; it prints both): start-up, an
-# evaluation per evaluated iteration, and per iteration each row a step reads (twice when the batch is
-# copied out, once when rows are weighted; see mnist_sgd.training.sgd.ScratchSGD) plus autograd for torch.
-COST_SECONDS = {"start": 4.0, "evaluation": 4e-4, "row": 8e-7, "torch_step": 1e-3}
+# A training job's seconds on one CPU thread, roughly: its start (the worker's fork, the data load), and
+# per run a fixed part (noise scales, confusion matrix, records), an evaluation per evaluated iteration,
+# and per iteration each row a step reads (the batch's, or every row when rows are weighted; see
+# mnist_sgd.training.sgd.ScratchSGD) plus autograd for torch. Fitted on a 2-core AMD EPYC (2026-12-04) to
+# bench/bench_workflow.py's job seconds for the default study and bench/bench_grid.py's per-run
+# breakdown (1000-iteration runs); it orders the jobs and sizes the packs (mnist_sgd.study.packs).
+COST_SECONDS = {"start": 0.5, "run": 1.0, "evaluation": 7e-4, "row": 7e-7, "torch_step": 1e-4}
 
 
 def weighs_rows(batch_size, num_rows):
@@ -23,10 +25,11 @@ def estimated_seconds(run, num_train=60000):
     config = run_config(run)
     rows = config.train_size or num_train
     batch = config.batch_size
-    reads = rows if config.impl == "scratch" and weighs_rows(batch, rows) else 2 * batch
+    reads = rows if config.impl == "scratch" and weighs_rows(batch, rows) else batch
     evaluations = -(-config.iterations // config.eval_every)
     return (
         COST_SECONDS["start"]
+        + COST_SECONDS["run"]
         + evaluations * COST_SECONDS["evaluation"]
         + config.iterations * reads * COST_SECONDS["row"]
         + (config.iterations * COST_SECONDS["torch_step"] if config.impl == "torch" else 0)

@@ -14,6 +14,7 @@ next planning puts back the runs a killed or failed pack had finished (`restore_
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -70,23 +71,23 @@ def pack_seconds(runs, num_train):
 
 def plan_packs(reasons, num_train, seconds):
     """The packs that train the runs of `reasons` ({run: why it trains}): runs of one `pack_key`
-    together, in (seed, lr) order, cut where a pack's estimated training would pass `seconds` (a pack
-    holds one run at least)."""
+    together, in (seed, lr) order, in as few packs of about equal size as keep each pack's estimated
+    training within `seconds` (a pack holds one run at least). The runs of a pack key cost the same
+    (the estimate does not depend on lr or seed)."""
     groups = {}
     for run in reasons:
         groups.setdefault(pack_key(run), []).append(run)
     packs = []
-    start = COST_SECONDS["start"]
     for members in groups.values():
-        chunk, total = [], 0.0
-        for run in sorted(members, key=_order):
-            cost = pack_seconds([run], num_train) - start
-            if chunk and total + cost > seconds:
-                packs.append(_pack(chunk, reasons))
-                chunk, total = [], 0.0
-            chunk.append(run)
-            total += cost
-        packs.append(_pack(chunk, reasons))
+        members.sort(key=_order)
+        cost = pack_seconds(members[:1], num_train) - COST_SECONDS["start"]
+        count = min(len(members), max(1, math.ceil(len(members) * cost / seconds)))
+        size, extra = divmod(len(members), count)
+        start = 0
+        for i in range(count):
+            end = start + size + (i < extra)
+            packs.append(_pack(members[start:end], reasons))
+            start = end
     return packs
 
 
