@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 
 from conftest import job_stats, make_workdir, snakemake, sweep, trained_runs
-from mnist_sgd.study.packs import PACK_PREFIX, Pack, pack_key, plan_packs, read_plan, write_plan
+from mnist_sgd.study.packs import (
+    PACK_PREFIX,
+    Pack,
+    forget_finished,
+    keep_finished,
+    pack_key,
+    plan_packs,
+    read_plan,
+    restore_finished,
+    write_plan,
+)
 
 NO_FIGURES = {"formats": ["png"], "dpi": 40, "run_figures": 0}
 NUM_TRAIN = {"mnist": 60000}
@@ -200,3 +210,33 @@ def test_a_killed_pack_keeps_its_finished_runs_and_trains_the_rest_as_if_never_s
     assert not (workdir / "results" / "packs" / "done").exists()
     assert snakemake(reference, "--cores", "1", *records(runs)).returncode == 0
     assert digests(workdir, runs) == digests(reference, runs)
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard links", "no hard links (copies)"])
+def test_the_side_store_puts_back_what_a_failed_pack_finished_and_nothing_else(tmp_path, monkeypatch, links):
+    monkeypatch.chdir(tmp_path)
+    if not links:  # a file system without hard links (some network and FUSE ones)
+
+        def refuse(source, target):
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", refuse)
+    finished, kept, missing = run_name(seed=0), run_name(seed=1), run_name(seed=2)
+    for run in (finished, kept):
+        for path in records([run]):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(f"{run} {path}")
+        keep_finished(run, records([run]))
+    for path in records([finished]):  # Snakemake deleted the failed pack's outputs
+        Path(path).unlink()
+    (tmp_path / records([kept])[0]).write_text("newer")  # trained again since: never overwritten
+    said = []
+    restore_finished(said.append)
+    assert [Path(path).read_text() for path in records([finished])] == [f"{finished} {p}" for p in records([finished])]
+    assert (tmp_path / records([kept])[0]).read_text() == "newer"
+    assert not any(Path(path).exists() for path in records([missing]))
+    assert said == [f"restored {finished}: its pack had finished it before it stopped"]
+    assert not (tmp_path / "results" / "packs" / "done").exists()
+    keep_finished(kept, records([kept]))
+    forget_finished([kept])  # a pack that ended well leaves no folder behind
+    assert not (tmp_path / "results" / "packs" / "done").exists()

@@ -132,11 +132,21 @@ def keep_finished(run, files):
             store.mkdir(parents=True, exist_ok=True)
             kept.unlink(missing_ok=True)
             try:
-                os.link(file, kept)
+                _link(file, kept)
                 break
             except FileNotFoundError:
                 if attempt == 2 or not os.path.exists(file):
                     raise
+
+
+def _link(source, target):
+    """Hard-link `source` as `target`; copy it where the file system has no hard links."""
+    try:
+        os.link(source, target)
+    except FileNotFoundError:
+        raise
+    except OSError:  # EPERM, EXDEV, ENOTSUP: some network and FUSE file systems
+        shutil.copy2(source, target)
 
 
 def forget_finished(runs):
@@ -171,7 +181,7 @@ def restore_finished(log=print):
                 target = folder / path.name
                 staged = folder / f".{path.name}.restored"
                 staged.unlink(missing_ok=True)
-                os.link(path, staged)
+                _link(path, staged)
                 os.replace(staged, target)
             log(f"restored {run}: its pack had finished it before it stopped")
     shutil.rmtree(done, ignore_errors=True)
