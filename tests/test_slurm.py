@@ -137,7 +137,7 @@ def test_each_training_job_goes_to_slurm_with_one_gpu_and_nothing_else_does(clus
     assert len(re.findall(r"has been submitted with SLURM jobid \d+ \(log: ", log)) == len(packs)
     assert log.count(f"\nrule {PACK_PREFIX}") == len(packs) and f"localrule {PACK_PREFIX}" not in log
     for rule in LOCAL_RULES:
-        kind = "checkpoint" if rule in ("format_mnist", "optimum") else "rule"
+        kind = "checkpoint" if rule == "format_mnist" else "rule"
         assert f"local{kind} {rule}:" in log and f"\n{kind} {rule}:" not in log, rule
     jobs = sacct(cluster, run_id)
     assert len(jobs) == len(packs), jobs  # only the training jobs are in SLURM's records

@@ -24,8 +24,8 @@ rule download_mnist:
         "../scripts/download_mnist.py"
 
 
-# A checkpoint: training and optimum jobs wait for it without taking the cache as an input (see
-# common.smk, data_input).
+# A checkpoint: optimum jobs wait for it without taking the cache as an input (see inputs.smk,
+# data_input); the packs take the cache as an input.
 checkpoint format_mnist:
     input:
         unpack(

@@ -40,13 +40,14 @@ data_digest = functools.partial(dataset_digest, config)
 
 
 def data_input(dataset, outputs):
-    """A training or optimum job's input: none, ever; where some of the job's `outputs` are missing and
-    the cache of `dataset` is too, it first waits for the cache (checkpoint format_mnist).
+    """An optimum job's input: none, ever; where some of the job's `outputs` are missing and the cache
+    of `dataset` is too, it first waits for the cache (checkpoint format_mnist). (A training job, a pack,
+    only ever trains runs that must train, so it takes the cache as a plain input.)
 
     Snakemake reruns every job downstream of one that runs, ancient input or not (snakemake#946), and a
     job whose set of inputs changed. With the cache as an input, deleting the cache or the raw files,
-    which are rebuilt bit-identical from checksum-pinned files, would retrain every finished run. So the
-    cache is never an input: a job that must run waits for it through the checkpoint, and one that runs
+    which are rebuilt bit-identical from checksum-pinned files, would recompute every optimum. So the
+    cache is never its input: a job that must run waits for it through the checkpoint, and one that runs
     because its code or parameters changed loads it itself, rebuilding it from the IDX files if it is
     missing (mnist_sgd.data.cache.load_cache). The cache is a function of the data's checksums, in the job's
     parameters, and of its version, in the code digest.

@@ -10,7 +10,7 @@ for pack in PACKS:
             pack.name
         input:
             # The cache, and the curvature of each training set whose runs measure their noise scales
-            # (checkpoint optimum saves it): a pack trains only runs that must train, so they cost no rerun.
+            # (rule optimum saves it): a pack trains only runs that must train, so they cost no rerun.
             data=cache_file(pack.dataset),
             curvature=pack_curvature(pack),
         output:
@@ -61,8 +61,8 @@ if FINISHED_TARGETS:
 
 # The exact least-squares optimum of each training set the runs use: the yardstick in the summary and the
 # figures; and the training set's example curvature, which its runs' noise scales need (mnist_sgd.training.noise).
-# A checkpoint: training jobs wait for it without taking the curvature as an input (see curvature_input).
-checkpoint optimum:
+# The packs take the curvature as an input; the optimum's own input is only the wait for the cache.
+rule optimum:
     input:
         data=lambda wildcards: data_input(
             training_set_dataset(wildcards),

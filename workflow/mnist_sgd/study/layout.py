@@ -40,7 +40,7 @@ def optimum_file(run):
 
 
 def curvature_file(run):
-    """The example curvature of the training set run `run` trains on (checkpoint optimum writes it)."""
+    """The example curvature of the training set run `run` trains on (rule optimum writes it)."""
     return f"results/optimum/{training_set_name(run)}.curvature.npz"
 
 
