@@ -71,8 +71,8 @@ def main(argv=None):
 
     seconds = {}
     # Each training job's seconds (its benchmark file), then the trainer's own for each of its runs
-    # (run.json): start-up, device and data (setup: the pack's first run loads the data), then the
-    # training loop; on a GPU the difference is mostly the CUDA context.
+    # (run.json): its setup (the pack loads the data once, before its runs: the job's seconds hold
+    # it), then the training loop; on a GPU the difference is mostly the CUDA context.
     print(
         f"{'training job (pack) / run':<52} {'seconds':>8} {'estimate':>8} {'max RSS MB':>10} {'setup s':>8} {'train s':>8}  device"
     )

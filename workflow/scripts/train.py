@@ -2,6 +2,7 @@
 data loaded once; each run logs to its own log and is kept in the side store once written."""
 
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -35,7 +36,11 @@ def pack_log(message):
 device = torch.device(pick_device(snakemake.config["device"], pack_log, snakemake.config["jobs_per_gpu"]))
 torch.set_num_threads(1)  # always: the metrics must not depend on --cores (see rules/train.smk)
 sources = dataset_sha256(snakemake.config, run_config(params.runs[0]).dataset)
+loading = time.perf_counter()
 data = load_cache(snakemake.input.data, device, sources=sources, rebuild_from=params.idx_files, log=pack_log)
+pack_log(
+    f"{snakemake.input.data}: loaded and verified in {time.perf_counter() - loading:.2f} s, once for the pack's runs"
+)
 failed = []
 for i, name in enumerate(params.runs):
     print(f"run {i + 1}/{len(params.runs)}: {name}", file=sys.stderr)

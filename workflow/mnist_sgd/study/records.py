@@ -88,7 +88,7 @@ class RunInfo:
     versions: dict
     host: str
     slurm_job_id: Optional[str]
-    setup_seconds: float  # start-up, device and data loading
+    setup_seconds: float  # device and data; in a pack, the run's own (its pack loads the data once: its log)
     wall_seconds: float  # the training loop, evaluation included
     seconds_per_iteration: float
     peak_rss_mb: float
