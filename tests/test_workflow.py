@@ -133,6 +133,7 @@ def test_every_job_writes_a_log_and_training_logs_progress(completed):
     for run in RUNS:
         log = (logs / "train" / f"{run}.log").read_text()
         assert "device=auto: using cpu" in log
+        assert "results/data/mnist.pt: loaded and verified in " in log  # its pack's, once for its runs
         assert "iteration 40/40  loss " in log and " it/s  eta 0.0 s" in log
         assert "done (ok): final test accuracy " in log
 
