@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,46 @@ def trained_runs(output):
                 files = line[len("    output: ") :].split(", ")
                 runs.update(f[len("results/runs/") : -len("/run.json")] for f in files if f.endswith("/run.json"))
     return runs
+
+
+# Watching a running workflow's processes (the kill tests: tests/test_faults.py, tests/test_packs.py).
+def wait_for(condition, what, timeout=120, poll=0.1):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(poll)
+
+
+def holders(path):
+    """The processes that have `path` open."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if any(fd.resolve() == path.resolve() for fd in (entry / "fd").iterdir()):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def training_processes(workdir, log):
+    """(the training job Snakemake runs in `workdir` for the run that logs to `log`, a copy of the rule
+    script; the process that trains it: the job's child in the warm worker, or the job itself). The
+    trainer holds the run's log; the job, the log of the run's pack."""
+    scripts = f"{workdir}/.snakemake/scripts/"
+    [trainer] = holders(log)
+    for pack_log in (workdir / "results" / "logs" / "train" / "packs").iterdir():
+        pids = holders(pack_log)
+        if trainer in pids:
+            commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace") for pid in pids}
+            [job] = [
+                pid
+                for pid, command in commands.items()
+                if scripts in command and command.rstrip("\0").endswith(".train.py")
+            ]
+            return job, trainer
+    raise AssertionError(f"no pack's job trains {log}")
 
 
 # The modules that take longest, longest first (seconds in the suite, 2-core AMD EPYC): pytest-xdist hands

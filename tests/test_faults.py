@@ -4,14 +4,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import job_stats, make_workdir, snakemake, sweep, train_directly
+from conftest import job_stats, make_workdir, snakemake, sweep, train_directly, training_processes, wait_for
 
 OK = "scratch/trainall_batch10_lr0.01_it40_seed0"
 DIVERGED = "scratch/trainall_batch10_lr1000.0_it300_seed0"
@@ -65,45 +64,6 @@ def test_keep_going_finishes_every_other_run_and_the_partial_summary_says_what_f
         "scratch/train200_batch200_lr0.01_it40_seed0": "ok",
     }
     assert not (workdir / "results" / "summary_partial.csv").exists()
-
-
-def wait_for(condition, what, timeout=120, poll=0.1):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(poll)
-
-
-def holders(path):
-    """The processes that have `path` open."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if any(fd.resolve() == path.resolve() for fd in (entry / "fd").iterdir()):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def training_processes(workdir, log):
-    """(the training job Snakemake runs in `workdir` for the run that logs to `log`, a copy of the rule
-    script; the process that trains it: the job's child in the warm worker, or the job itself). The
-    trainer holds the run's log; the job, the log of the run's pack."""
-    scripts = f"{workdir}/.snakemake/scripts/"
-    [trainer] = holders(log)
-    for pack_log in (workdir / "results" / "logs" / "train" / "packs").iterdir():
-        pids = holders(pack_log)
-        if trainer in pids:
-            commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace") for pid in pids}
-            [job] = [
-                pid
-                for pid, command in commands.items()
-                if scripts in command and command.rstrip("\0").endswith(".train.py")
-            ]
-            return job, trainer
-    raise AssertionError(f"no pack's job trains {log}")
 
 
 @pytest.mark.parametrize("how", ["SIGTERM to the job", "SIGKILL to the job", "SIGKILL to every process"])

@@ -2,17 +2,18 @@
 still its own: the same bytes whichever runs share its job, only the new runs train, and a killed pack
 keeps the runs it had finished."""
 
+import functools
 import hashlib
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import job_stats, make_workdir, snakemake, sweep, trained_runs
+from conftest import job_stats, make_workdir, snakemake, sweep, trained_runs, training_processes, wait_for
+from mnist_sgd.study.layout import run_records
 from mnist_sgd.study.packs import (
     PACK_PREFIX,
     Pack,
@@ -27,14 +28,11 @@ from mnist_sgd.study.packs import (
 
 NO_FIGURES = {"formats": ["png"], "dpi": 40, "run_figures": 0}
 NUM_TRAIN = {"mnist": 60000}
+records = functools.partial(run_records, optima=False)  # each run's metrics.csv, run.json and weights.npy
 
 
 def run_name(batch=10, lr=0.01, seed=0, iterations=40, train="all", impl="scratch"):
     return f"{impl}/train{train}_batch{batch}_lr{lr}_it{iterations}_seed{seed}"
-
-
-def records(runs):
-    return [f"results/runs/{run}/{name}" for run in runs for name in ("metrics.csv", "run.json", "weights.npy")]
 
 
 def digests(workdir, runs):
@@ -144,26 +142,6 @@ def test_new_seeds_lrs_and_batch_sizes_train_only_the_new_runs_and_a_deleted_run
     assert trained_runs(snakemake(workdir, "-n", "-F", "all").stdout) == set(every)
 
 
-def wait_for(condition, what, timeout=120, poll=0.002):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(poll)
-
-
-def holders(path):
-    """The processes that have `path` open."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if any(fd.resolve() == path.resolve() for fd in (entry / "fd").iterdir()):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 @pytest.mark.parametrize("how", ["SIGKILL to the pack's job", "SIGKILL to every process"])
 def test_a_killed_pack_keeps_its_finished_runs_and_trains_the_rest_as_if_never_stopped(tmp_path, how):
     # Four runs of one pack, in (seed, lr) order: the pack is stopped while it trains the third.
@@ -181,15 +159,16 @@ def test_a_killed_pack_keeps_its_finished_runs_and_trains_the_rest_as_if_never_s
     )
     try:
         third = workdir / "results" / "logs" / "train" / f"{runs[2]}.log"
-        wait_for(lambda: third.exists() and "iteration 1000/" in third.read_text(), "the third run's progress")
-        [trainer] = holders(third)  # the pack's process (the worker's child, or the job itself)
+        wait_for(
+            lambda: third.exists() and "iteration 1000/" in third.read_text(), "the third run's progress", poll=0.002
+        )
+        job, trainer = training_processes(
+            workdir, third
+        )  # the pack's job; its trainer (the worker's child, or the job)
         os.kill(trainer, signal.SIGSTOP)
         if how == "SIGKILL to every process":
             os.killpg(first.pid, signal.SIGKILL)
         else:
-            [pack_log] = (workdir / "results" / "logs" / "train" / "packs").iterdir()
-            scripts = f"{workdir}/.snakemake/scripts/"
-            [job] = [pid for pid in holders(pack_log) if scripts in Path(f"/proc/{pid}/cmdline").read_text()]
             os.kill(job, signal.SIGKILL)
         output, _ = first.communicate(timeout=60)
     finally:

@@ -195,20 +195,14 @@ if workflow.remote_exec:
 else:
     if os.path.isdir(DONE_DIR) and not dry_run():
         restore_finished(log_line)  # the runs a failed or killed pack had finished
+    folders = [f"results/runs/{run}" for run in RUNS]
     untrusted = set_aside_untrusted(
-        [f"results/runs/{run}" for run in RUNS],
-        [training_inputs(run) for run in RUNS],
-        dry_run,
-        log=log_line,
+        folders, [training_inputs(run) for run in RUNS], dry_run, log=log_line
     )
     pending = dict.fromkeys(pending_runs(RUNS), "missing records")
     pending.update(dict.fromkeys(forced_runs(), "forced"))
     pending.update(
-        {
-            run: untrusted[f"results/runs/{run}"]
-            for run in RUNS
-            if f"results/runs/{run}" in untrusted
-        }
+        {run: untrusted[f] for run, f in zip(RUNS, folders) if f in untrusted}
     )
     PACKS = plan_packs(
         {run: pending[run] for run in RUNS if run in pending},

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .cost import COST_SECONDS, estimated_seconds
 from .files import write_text_atomic
-from .layout import RUN_RECORDS
+from .layout import RUN_RECORDS, run_records
 from .runs import parse_run
 
 PACKS_DIR = "results/packs"
@@ -98,7 +98,7 @@ def _pack(runs, reasons):
 
 def pending_runs(runs):
     """The runs of `runs` whose records are not all there: what the packs train."""
-    return [run for run in runs if not all(os.path.exists(f"results/runs/{run}/{name}") for name in RUN_RECORDS)]
+    return [run for run in runs if not all(map(os.path.exists, run_records([run], optima=False)))]
 
 
 def write_plan(packs, path=PLAN_FILE):
