@@ -38,10 +38,20 @@ class MNIST:
     test_pixels: torch.Tensor  # (n_test, 784) uint8
     test_labels: torch.Tensor  # (n_test,) int64
     sha256: Optional[str] = None  # of the tensors, as their cache records it (tensors_sha256)
+    # Tensors made from these, kept for the next run trained on the same load (`derived`).
+    _derived: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def to(self, device):
         """Return a copy with every tensor on `device`."""
-        return dataclasses.replace(self, **{name: getattr(self, name).to(device) for name in TENSORS})
+        tensors = {name: getattr(self, name).to(device) for name in TENSORS}
+        return dataclasses.replace(self, **tensors, _derived={})
+
+    def derived(self, key, make):
+        """`make()`, made once per load: what every run of a pack on all of the training set would
+        otherwise make again (a pure function of these tensors, so the same values either way)."""
+        if key not in self._derived:
+            self._derived[key] = make()
+        return self._derived[key]
 
     @property
     def train_images(self):

@@ -10,7 +10,12 @@ from .runs import run_config
 # mnist_sgd.training.sgd.ScratchSGD) plus autograd for torch. Fitted on a 2-core AMD EPYC (2026-12-04) to
 # bench/bench_workflow.py's job seconds for the default study and bench/bench_grid.py's per-run
 # breakdown (1000-iteration runs); it orders the jobs and sizes the packs (mnist_sgd.study.packs).
-COST_SECONDS = {"start": 0.5, "run": 1.0, "evaluation": 7e-4, "row": 7e-7, "torch_step": 1e-4}
+COST_SECONDS = {"start": 0.5, "run": 1.0, "evaluation": 7e-4, "row": 7e-7, "torch_step": 1e-4, "dual_evaluation": 2e-4}
+# The largest batch whose test accuracy the dual form scores with the data set's kernel table
+# (mnist_sgd.data.kernel): a step's cost there grows with the batch, the dense product's does not. Measured
+# (1000 iterations, one thread, 2-core AMD EPYC): 1.20 s against 1.75 s dense at batch 20, 1.43 s against
+# 1.52 s at 50, 3.3 s against 2.0 s at 100.
+TABLE_BATCH = 32
 
 
 def weighs_rows(batch_size, num_rows):
@@ -20,6 +25,18 @@ def weighs_rows(batch_size, num_rows):
     return 3 * batch_size > 2 * num_rows
 
 
+def reads_kernel_table(config, num_rows):
+    """Whether a run of TrainConfig `config` on `num_rows` training rows scores its test accuracy in the
+    dual form with the data set's kernel table, where it trains on the CPU (mnist_sgd.training.train):
+    a from-scratch run evaluated at every iteration, with batches it copies out, of TABLE_BATCH rows at most."""
+    return (
+        config.impl == "scratch"
+        and config.eval_every == 1
+        and config.batch_size <= TABLE_BATCH
+        and not weighs_rows(config.batch_size, num_rows)
+    )
+
+
 def estimated_seconds(run, num_train=60000):
     """About how long run `run` trains on one CPU thread: what the scheduler starts first."""
     config = run_config(run)
@@ -27,10 +44,11 @@ def estimated_seconds(run, num_train=60000):
     batch = config.batch_size
     reads = rows if config.impl == "scratch" and weighs_rows(batch, rows) else batch
     evaluations = -(-config.iterations // config.eval_every)
+    evaluation = COST_SECONDS["dual_evaluation" if reads_kernel_table(config, rows) else "evaluation"]
     return (
         COST_SECONDS["start"]
         + COST_SECONDS["run"]
-        + evaluations * COST_SECONDS["evaluation"]
+        + evaluations * evaluation
         + config.iterations * reads * COST_SECONDS["row"]
         + (config.iterations * COST_SECONDS["torch_step"] if config.impl == "torch" else 0)
     )

@@ -24,25 +24,60 @@ from ..data.idx import NUM_CLASSES
 
 # Weight snapshots evaluated per test-set product at most: one (n_test, pixels) x (pixels, 10 * EVAL_BLOCK) GEMM.
 EVAL_BLOCK = 100
-# The largest batch whose chunks are scored in the dual form: its cost grows with the batch, the dense
-# product's does not (measured by bench/bench_training.py; see docs/benchmarks.md).
+# The largest batch whose chunks are scored in the dual form with the products computed per chunk: its
+# cost grows with the batch, the dense product's does not (measured by bench/bench_training.py; see
+# docs/benchmarks.md). With the data set's kernel table, read rather than computed, the dual form pays
+# up to larger batches (mnist_sgd.study.cost.TABLE_BATCH).
 DUAL_BATCH = 2
-# Test images per block of the dual form's updates: a span's logits for a block stay in cache.
-DUAL_IMAGES = 1024
-# Steps per span of the dual form's sums: a span's prefix sums cost D^2 b per image (25: measured).
-DUAL_SPAN = 25
+# Steps per span of the dual form's sums at batch 1: a span's prefix sums cost D^2 b per image, its
+# margins a fixed part (10: 0.81 s against 0.89 s at 25 for 1000 iterations at batch 1, measured).
+DUAL_SPAN = 10
 UNIT_ROUNDOFF = 2.0**-24  # float32's
+
+
+def span_steps(batch):
+    """Steps per span of the dual form's sums (`AccuracyRecorder._dual`) at batch size `batch`."""
+    return max(1, DUAL_SPAN // batch)
 
 
 @dataclass
 class Steps:
     """What the dual form needs of a chunk's T steps of `ScratchSGD` (batches of b rows each):
-    `pixels` (T * b, d), the batches' training images as uint8 pixels, in step order; `residuals`
-    (T, 10, b), each step's R^T = W^T X_b^T - Y_b^T as the step computed it; `alpha`, the step's lr / b."""
+    `pixels` (T * b, d), the batches' training images as uint8 pixels, in step order, and `rows`, their
+    row numbers in the run's training set; `residuals` (T, 10, b), each step's R^T = W^T X_b^T - Y_b^T
+    as the step computed it; `alpha`, the step's lr / b."""
 
     pixels: torch.Tensor
+    rows: torch.Tensor
     residuals: torch.Tensor
     alpha: float
+
+
+class TestKernel:
+    """The dual form's kernel: the products of training images with every test image in pixel units
+    (sums of the uint8 pixels' products, 255^2 times the float images'), as float32, exact where below
+    2^24 (a float32 sum of non-negative integers is exact while it stays below).
+
+    Either read from the data set's `table` (`mnist_sgd.data.kernel`: (N, n_test), row i the products of
+    training image i, computed once for every run of the data set; `rows`, the run's training rows'
+    numbers in it, None where it trains on all of them; `exact`, whether every entry is below 2^24),
+    or computed, per chunk, from the test pixels the weight covers.
+    """
+
+    def __init__(self, test_pixels, table=None, rows=None, exact=True):
+        self.test_pixels, self.table, self.rows, self.exact = test_pixels, table, rows, exact
+        self._test_values = None  # the test pixels as floats, made on first use
+
+    def products(self, steps):
+        """(a function of a slice of the chunk's T b batch rows giving their (rows, n_test) products,
+        whether every product is exact)."""
+        if self.table is None:
+            if self._test_values is None:
+                self._test_values = self.test_pixels.float()
+            products = steps.pixels.float() @ self._test_values.T
+            return (lambda part: products[part]), bool(products.max() < 2**24)
+        rows = steps.rows if self.rows is None else self.rows.index_select(0, steps.rows)
+        return (lambda part: self.table.index_select(0, rows[part])), self.exact
 
 
 class AccuracyRecorder:
@@ -51,10 +86,10 @@ class AccuracyRecorder:
     Scores stay on the device until `correct()` copies them to the host, once.
     """
 
-    def __init__(self, test_images, test_labels, iterations, capacity, test_pixels=None):
-        """`test_pixels`, the uint8 pixels `test_images` are made from, for the dual form (`score`'s steps)."""
-        self.test_images, self.test_pixels = test_images, test_pixels
-        self._pixel_values = self._images64 = None  # the dual form's copies, made on first use
+    def __init__(self, test_images, test_labels, iterations, capacity, kernel=None):
+        """`kernel`, the TestKernel of the run, for the dual form (`score`'s steps)."""
+        self.test_images, self.kernel = test_images, kernel
+        self._images64 = None  # the dual form's copy, made on first use
         self.test_labels = test_labels
         self.image_norms = test_images.norm(dim=1)
         self.iterations = iterations
@@ -75,6 +110,13 @@ class AccuracyRecorder:
             # On a GPU the dense product is cheap, and selecting rows would synchronise with the host.
             self.scores.append(_count_correct(self.test_images, self.test_labels, snapshots))
             return
+        if steps is not None and len(iterations) > 1 and not snapshots[0].any():
+            # W = 0 (a run's first snapshot): every logit is 0, a tie the dual form leaves to the dense
+            # product for every snapshot of the chunk; so that snapshot is scored on its own.
+            self.scores.append(_count_correct(self.test_images, self.test_labels, snapshots[:1]))
+            batch = steps.pixels.shape[0] // len(iterations)
+            steps = Steps(steps.pixels[batch:], steps.rows[batch:], steps.residuals[1:], steps.alpha)
+            snapshots = snapshots[1:]
         if steps is not None:
             undecided, decided_correct = self._dual(snapshots, steps)
         else:
@@ -111,10 +153,11 @@ class AccuracyRecorder:
 
             Z_j = X_test W_0 - alpha sum_{s<j} K_s R_s,    K_s = X_test X_s^T  (n_test x b)
 
-        one (n_test x d) x (d x T b) product for K and one of (n_test x d) x (d x 10) for Z_0 (in
-        float64), where scoring each snapshot takes T of (d x 10). The sums go in spans of DUAL_SPAN steps (a span's
-        prefix sums are one product, of T^2 b per image), each span from the last one's end. Whether
-        image x is right under W_j is the sign of S_j(x) = Z_j[label] - max_{c != label} Z_j[c].
+        K_s from `TestKernel` (read from the data set's table, or one (n_test x d) x (d x T b) product),
+        and Z_0 one (n_test x d) x (d x 10) product in float64, where scoring each snapshot takes T of
+        (d x 10). The sums go in spans of D steps (`span_steps`: a span's prefix sums are one product,
+        of D^2 b per image), each span from the last one's end. Whether image x is right under W_j is
+        the sign of S_j(x) = Z_j[label] - max_{c != label} Z_j[c].
 
         K is exact: the product of the integer pixel values, whose partial sums are non-negative
         integers, so below 2^24 (exact in float32) wherever the result is (checked). Every computed
@@ -131,56 +174,51 @@ class AccuracyRecorder:
         logit is within gamma_d |x| M of the exact one. So where |S_j(x)| > 2 |x| (E_j + gamma_d M),
         every float32 evaluation of W_j scores x as the sign of S_j(x) says; an image that fails this
         under some snapshot is scored by the dense product under every snapshot of the chunk, as
-        `_settled` leaves them. A K entry of 2^24 or more (none on MNIST) adds gamma_d to the factor
-        of alpha.
+        `_settled` leaves them. A K entry of 2^24 or more (none on MNIST) is within gamma_d of the exact
+        one (a float32 sum of non-negative terms), which adds gamma_d to the factor of alpha.
         """
         images, labels, norms = self.test_images, self.test_labels, self.image_norms
         count, (n, d) = snapshots.shape[0], images.shape
         batch = steps.pixels.shape[0] // count
-        if self._pixel_values is None:  # made once: integer values (exact in float32), and the images in float64
-            self._pixel_values, self._images64 = self.test_pixels.float(), images.double()
-        rows = steps.pixels.float()
-        kernel = self._pixel_values @ rows.T  # (n, T b): K * 255^2, exact if below 2^24
+        if self._images64 is None:  # made once
+            self._images64 = images.double()
+        products, exact = self.kernel.products(steps)  # K_s^T * 255^2 for a slice of the chunk's rows
         u, alpha = UNIT_ROUNDOFF, steps.alpha
         gamma = lambda k: k * u / (1 - k * u)  # noqa: E731
         largest = snapshots.norm(dim=1).max()
         # N_s for the steps before each snapshot, summed: (T,), 0 for the first.
-        row_norms = (rows.norm(dim=1) / 255).view(count, 1, batch)
+        row_norms = (steps.pixels.float().norm(dim=1) / 255).view(count, 1, batch)
         per_step = (steps.residuals.abs() * row_norms).sum(dim=2).amax(dim=1)
         before = torch.cat([per_step.new_zeros(1), per_step[:-1].cumsum(0)])
-        factor = gamma(DUAL_SPAN * batch + 1) + 2 * gamma(batch) + 5 * u
-        if kernel.max() >= 2**24:
+        span_length = span_steps(batch)
+        factor = gamma(span_length * batch + 1) + 2 * gamma(batch) + 5 * u
+        if not exact:
             factor += gamma(d)
         j = torch.arange(count, dtype=torch.float32)
         error = 2 * (u * largest + 2 * j * u * largest + factor * alpha * before)
         threshold = 2 * (error + gamma(d) * largest)  # (T,), times |x|
-        # Per span of D steps, P[(j, c), (s, k)] = -alpha / 255^2 R_s[c, k] for s < j, j = 0 .. D:
-        # the changes of its D + 1 logits (the last one the next span's first) are P K^T.
+        # Per span of D steps, P[(j, c), (s, k)] = -alpha / 255^2 R_s[c, k] for s < j, j = 1 .. D: the
+        # changes of its logits after each of its steps (the last one the next span's first) are P K.
         increments = steps.residuals.mul(-alpha / 255**2)  # (T, 10, b)
-        spans = []
-        for start in range(0, count, DUAL_SPAN):
-            span = increments[start : start + DUAL_SPAN].permute(1, 0, 2)  # (10, D, b)
-            steps_before = torch.ones(span.shape[1] + 1, span.shape[1]).tril_(-1)  # [s < j]
-            changes = (steps_before[:, None, :, None] * span[None]).reshape(-1, span.shape[1] * batch)
-            spans.append(
-                (slice(start, start + span.shape[1]), slice(start * batch, (start + span.shape[1]) * batch), changes)
-            )
-        first = (self._images64 @ snapshots[0].double()).float().T  # (10, n)
+        logits = (self._images64 @ snapshots[0].double()).float().T  # (10, n): the span's first snapshot's
         right = torch.empty(count, n, dtype=torch.bool)
         undecided = torch.zeros(n, dtype=torch.bool)
-        for start in range(0, n, DUAL_IMAGES):
-            block = slice(start, start + DUAL_IMAGES)
-            logits = first[:, block]
-            size = logits.shape[1]
-            for snapshot_range, columns, changes in spans:
-                z = (changes @ kernel[block, columns].T).view(-1, NUM_CLASSES, size).add_(logits)
-                logits = z[-1].clone()  # after the span's last step: the next span's first
-                z = z[:-1]
-                label = labels[block].view(1, 1, size).expand(z.shape[0], 1, size)
-                correct_logit = z.gather(1, label).squeeze(1)
-                margin = correct_logit - z.scatter_(1, label, float("-inf")).amax(dim=1)  # (D, n_block): S_j(x)
-                right[snapshot_range, block] = margin > 0
-                undecided[block] |= (margin.abs() <= threshold[snapshot_range, None] * norms[block]).any(dim=0)
+        label = labels.view(1, 1, n)
+        for start in range(0, count, span_length):
+            span = increments[start : start + span_length].permute(1, 0, 2)  # (10, D, b)
+            length = span.shape[1]
+            steps_before = torch.ones(length, length).tril_()  # [s < j], j = 1 .. D
+            changes = (steps_before[:, None, :, None] * span[None]).reshape(-1, length * batch)
+            kernel = products(slice(start * batch, (start + length) * batch))  # (D b, n)
+            after = (changes @ kernel).view(length, NUM_CLASSES, n).add_(logits)  # after each step of the span
+            z = torch.cat([logits[None], after[:-1]]) if length > 1 else logits[None].clone()  # its snapshots
+            logits = after[-1]
+            labels_d = label.expand(length, 1, n)
+            correct_logit = z.gather(1, labels_d).squeeze(1)
+            margin = correct_logit - z.scatter_(1, labels_d, float("-inf")).amax(dim=1)  # (D, n): S_j(x)
+            snapshot_range = slice(start, start + length)
+            right[snapshot_range] = margin > 0
+            undecided |= (margin.abs_() <= threshold[snapshot_range, None] * norms).any(dim=0)
         return undecided, (right & ~undecided).sum(dim=1)
 
     def latest(self):

@@ -18,21 +18,29 @@ SAMPLE_BLOCK_ELEMENTS = 1 << 20
 ROW_BLOCK = 1024
 
 
+def used_pixels(images):
+    """(the pixels that are not 0 in every one of `images`, the images' values at those pixels).
+
+    A pixel that is 0 in every training image gets a zero gradient at every step, so its weights stay
+    at their initial 0: every product skips those pixels (8-35% of MNIST's, by subset size). On uint8
+    pixels, a column's maximum says it as well, 20x faster than comparing every pixel."""
+    used = images.amax(dim=0) > 0 if images.dtype == torch.uint8 else (images != 0).any(dim=0)
+    features = used.nonzero().squeeze(1)
+    return features, images.index_select(1, features)
+
+
 class ScratchSGD:
     """The original study's from-scratch minibatch SGD (its Task 2) on the least-squares loss; W starts at zero.
 
     `weight` holds the rows of W for the pixels in `features`; W's other rows are zero throughout.
     """
 
-    def __init__(self, images, targets, lr):
+    def __init__(self, images, targets, lr, used=None):
         """`images`: the training images, as floats or as uint8 pixels (mnist_sgd.data.cache.as_images makes
-        the rows a step reads floats: the same numbers, a quarter of the memory)."""
-        # A pixel that is 0 in every training image gets a zero gradient at every step, so its weights
-        # stay at their initial 0: every product skips those pixels (8-35% of MNIST's, by subset size).
-        # On uint8 pixels, a column's maximum says it as well, 20x faster than comparing every pixel.
-        used = images.amax(dim=0) > 0 if images.dtype == torch.uint8 else (images != 0).any(dim=0)
-        self.features = used.nonzero().squeeze(1)
-        self.images, self.lr = images.index_select(1, self.features), lr
+        the rows a step reads floats: the same numbers, a quarter of the memory); `used`, their
+        `used_pixels`, where made already."""
+        self.features, self.images = used_pixels(images) if used is None else used
+        self.lr = lr
         self.targets_t = targets.T.contiguous()  # (10, n): residuals are kept transposed, see step()
         self.weight = torch.zeros(self.features.numel(), NUM_CLASSES, device=images.device)
         self._float_images = None  # every row as floats, made once if a step weights every row
@@ -167,10 +175,22 @@ def seeded_generator(seed):
     return torch.Generator().manual_seed(seed)
 
 
-def training_set(data, train_size, generator):
-    """The training pixels and one-hot targets: all of them, or a seeded random subset of `train_size`."""
+def training_rows(data, train_size, generator):
+    """The training set's rows in `data`: None for all of them, or a seeded random subset of `train_size`
+    (drawn from `generator`, the run's first draw)."""
     num_train = data.train_pixels.shape[0]
     if train_size is None or train_size == num_train:
+        return None
+    return torch.randperm(num_train, generator=generator)[:train_size].to(data.train_pixels.device)
+
+
+def training_set(data, train_size, generator):
+    """The training pixels and one-hot targets: all of them, or a seeded random subset of `train_size`."""
+    return select_rows(data, training_rows(data, train_size, generator))
+
+
+def select_rows(data, rows):
+    """The pixels and one-hot targets of the training rows `rows` of `data` (None: all of them)."""
+    if rows is None:
         return data.train_pixels, data.train_targets
-    subset = torch.randperm(num_train, generator=generator)[:train_size].to(data.train_pixels.device)
-    return data.train_pixels.index_select(0, subset), data.train_targets.index_select(0, subset)
+    return data.train_pixels.index_select(0, rows), data.train_targets.index_select(0, rows)

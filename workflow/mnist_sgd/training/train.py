@@ -17,17 +17,17 @@ import torch
 from ..data.cache import as_images, load_cache
 from ..data.idx import NUM_CLASSES, NUM_FEATURES, DataError
 from ..execution.devices import pick_device
-from ..study.cost import weighs_rows
+from ..study.cost import reads_kernel_table, weighs_rows
 from ..study.records import Resolved, read_curvature, write_metrics, write_weights
 from ..study.runs import DEVICES, ConfigError, TrainConfig, run_name, training_set_name
 from . import steps
-from .accuracy import DUAL_BATCH, EVAL_BLOCK, AccuracyRecorder, Steps
+from .accuracy import DUAL_BATCH, EVAL_BLOCK, AccuracyRecorder, Steps, TestKernel
 from .noise import NOISE_POINTS, Curvature, NoiseRecorder, example_curvature
 from .result import RunResult, run_info
-from .sgd import SAMPLERS, UPDATERS, ScratchSGD, seeded_generator, training_set
+from .sgd import SAMPLERS, UPDATERS, ScratchSGD, seeded_generator, select_rows, training_rows, used_pixels
 
 
-def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=None):
+def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=None, kernel=None):
     """Train one run on `data` (an MNIST already on the run's device) and return its curves.
 
     Iterations run in chunks of `EVAL_BLOCK` evaluations (100 iterations by default; at most a tenth of
@@ -36,39 +36,55 @@ def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=N
 
     With `noise_points`, the gradient noise scales are measured at the start and at that many
     log-spaced iterations (`mnist_sgd.training.noise`); chunks also end there, which changes no number.
-    `curvature`, the training set's example curvature, is computed here when not given.
+    `curvature`, the training set's example curvature, is computed here when not given. `kernel`, the
+    data set's KernelTable (mnist_sgd.data.kernel), where there is one: the dual form's products are
+    read from it, which makes the dual form pay up to larger batches (study.cost.reads_kernel_table).
     """
     config.validate(num_train=data.train_pixels.shape[0])
     device = data.train_pixels.device
     generator = seeded_generator(config.seed)
-    images, targets = training_set(data, config.train_size, generator)
+    rows = training_rows(data, config.train_size, generator)
+    images, targets = select_rows(data, rows)
     train_size = images.shape[0]
 
-    updater = UPDATERS[config.impl](images, targets, config.lr)
+    if config.impl == "scratch":
+        # The same for every run on all of the training set: made once for a pack's runs.
+        used = data.derived("used_pixels", lambda: used_pixels(images)) if rows is None else used_pixels(images)
+        updater = ScratchSGD(images, targets, config.lr, used)
+    else:
+        updater = UPDATERS[config.impl](images, targets, config.lr)
     batches = SAMPLERS[config.batch_sampling](train_size, config.batch_size, config.iterations, generator)
     log_every = max(1, config.iterations // 10)
     chunk = min(log_every, EVAL_BLOCK * config.eval_every)
-    test_pixels = data.test_pixels.index_select(1, updater.features)  # the pixels the weight covers
-    recorder = AccuracyRecorder(
-        as_images(test_pixels),
-        data.test_labels,
-        config.iterations,
-        capacity=-(-chunk // config.eval_every) + 1,
-        test_pixels=test_pixels,
-    )
-    graphs = None
-    if cuda_graphs and device.type == steps.CudaGraphSteps.device_type:
-        graphs = steps.CudaGraphSteps(updater, recorder.buffer, log)
-    # Chunks of small from-scratch batches on the CPU are scored in the dual form (training.accuracy).
+    # Chunks of small from-scratch batches on the CPU are scored in the dual form (training.accuracy),
+    # its products read from the data set's kernel table where there is one.
+    graphed = cuda_graphs and device.type == steps.CudaGraphSteps.device_type
+    table = kernel if device.type == "cpu" and reads_kernel_table(config, train_size) else None
     dual = (
-        graphs is None
+        not graphed
         and device.type == "cpu"
         and isinstance(updater, ScratchSGD)
         and images.dtype == torch.uint8 == data.test_pixels.dtype
         and config.eval_every == 1
-        and config.batch_size <= DUAL_BATCH
+        and (table is not None or config.batch_size <= DUAL_BATCH)
         and not weighs_rows(config.batch_size, train_size)
     )
+    def covered():  # the test images at the pixels the weight covers, as pixels and as floats
+        pixels = data.test_pixels.index_select(1, updater.features)
+        return pixels, as_images(pixels)
+
+    test_pixels, test_images = data.derived(("test", config.impl), covered) if rows is None else covered()
+    test_kernel = None
+    if dual:
+        test_kernel = TestKernel(test_pixels) if table is None else TestKernel(None, table.products, rows, table.exact)
+    recorder = AccuracyRecorder(
+        test_images,
+        data.test_labels,
+        config.iterations,
+        capacity=-(-chunk // config.eval_every) + 1,
+        kernel=test_kernel,
+    )
+    graphs = steps.CudaGraphSteps(updater, recorder.buffer, log) if graphed else None
     losses = torch.empty(config.iterations, device=device)
     diverged_at = None
     noise = None
@@ -132,7 +148,7 @@ def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=N
 def _steps(updater, indices, sizes):
     """The Steps of the chunk just run (its batches `indices`, of `sizes`) for the dual form's scoring."""
     residuals, updater.residuals = torch.stack(updater.residuals), None
-    return Steps(updater.images.index_select(0, indices), residuals, updater.lr / sizes[0])
+    return Steps(updater.images.index_select(0, indices), indices, residuals, updater.lr / sizes[0])
 
 
 def _full_weight(updater):
@@ -180,6 +196,7 @@ def run(
     curvature_path=None,
     inputs=None,
     data=None,
+    kernel=None,
 ):
     """Load the cached data onto `device` (the caller picks it: mnist_sgd.execution.devices.pick_device),
     train one run, and write its metrics CSV and info JSON (and, given `weights_path`, its final weight
@@ -191,7 +208,7 @@ def run(
     set's example curvature from `curvature_path` where the optimum job saved it for these data.
     `inputs`, the TrainingInputs the workflow trains the run from, are recorded in its run.json.
     `data`, where given, is the cache `data_path` holds already loaded onto `device` (a pack's runs
-    share one load).
+    share one load); `kernel`, its KernelTable (see `train`).
     """
     start = time.perf_counter()
     config.validate()
@@ -207,7 +224,7 @@ def run(
         arrays = read_curvature(curvature_path, training_set_name(run_name(config)), data.sha256, rows)
         curvature = None if arrays is None else Curvature(**{k: torch.from_numpy(a) for k, a in arrays.items()})
     setup_seconds = time.perf_counter() - start
-    result = train(data, config, log, cuda_graphs, noise_points, curvature)
+    result = train(data, config, log, cuda_graphs, noise_points, curvature, kernel)
     write_metrics(metrics_path, result)
     if weights_path:
         write_weights(weights_path, result.weight)
