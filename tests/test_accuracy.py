@@ -21,7 +21,9 @@ from mnist_sgd.training.train import train
 QUIET = {"log": lambda message: None}
 
 
-def run_chunk(pixels, labels, test_pixels, test_labels, batch, count, lr, weight=None, indices=None, seed=0, table=False):
+def run_chunk(
+    pixels, labels, test_pixels, test_labels, batch, count, lr, weight=None, indices=None, seed=0, table=False
+):
     """Train `count` steps of batch `batch` (the batches `indices`, else random ones) from `weight` (the
     used pixels' rows), else W = 0, keeping every snapshot: (the recorder, holding them, and the Steps).
     With `table`, the dual form reads its products from the kernel table of a data set whose training
@@ -161,7 +163,9 @@ def test_training_with_the_kernel_table_gives_the_curves_without(small_data, tra
     table = compute_table(small_data)
     read = []
     products = TestKernel.products
-    monkeypatch.setattr(TestKernel, "products", lambda self, steps: read.append(self.table is not None) or products(self, steps))
+    monkeypatch.setattr(
+        TestKernel, "products", lambda self, steps: read.append(self.table is not None) or products(self, steps)
+    )
     with_table = train(small_data, config, kernel=table, **QUIET)
     assert len(read) == 10 and all(read)  # every chunk read the table
     read.clear()

@@ -5,6 +5,7 @@ keeps the runs it had finished."""
 import functools
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,7 +87,8 @@ def test_the_plan_keeps_an_earlier_plannings_packs_while_they_have_runs_to_train
 
 
 def test_a_run_has_the_same_bytes_alone_in_a_pack_of_3_and_in_a_pack_of_50(tmp_path):
-    # Batch 1 trains in the dual form, batch 10 densely: both paths, each in packs of 1, 3 and 50.
+    # Batch 1 trains in the dual form (with the kernel table), batch 40 densely: both paths, each in
+    # packs of 1, 3 and 50.
     shapes = {
         "alone": {"lr": [0.01], "seeds": [3]},
         "three": {"lr": [0.001, 0.01, 0.1], "seeds": [3]},
@@ -94,8 +96,8 @@ def test_a_run_has_the_same_bytes_alone_in_a_pack_of_3_and_in_a_pack_of_50(tmp_p
     }
     found = {}
     for shape, values in shapes.items():
-        workdir = make_workdir(tmp_path / shape, {"s": sweep(batch_sizes=[1, 10], **values)}, NO_FIGURES)
-        runs = [run_name(batch, lr, seed) for batch in (1, 10) for lr in values["lr"] for seed in values["seeds"]]
+        workdir = make_workdir(tmp_path / shape, {"s": sweep(batch_sizes=[1, 40], **values)}, NO_FIGURES)
+        runs = [run_name(batch, lr, seed) for batch in (1, 40) for lr in values["lr"] for seed in values["seeds"]]
         # Runs on the tests' small MNIST take milliseconds, whatever the cost model (fitted to MNIST) says.
         result = snakemake(workdir, "--cores", "2", "--config", "pack_seconds=1000", "--", *records(runs))
         assert result.returncode == 0, result.stdout
@@ -107,6 +109,31 @@ def test_a_run_has_the_same_bytes_alone_in_a_pack_of_3_and_in_a_pack_of_50(tmp_p
             assert found[shape][run] == digest, (shape, run)
     for run, digest in found["three"].items():
         assert found["fifty"][run] == digest, run
+
+
+def test_the_kernel_table_is_made_once_for_the_packs_of_small_batches_and_removed_after_them(tmp_path):
+    workdir = make_workdir(tmp_path, {"s": sweep(batch_sizes=[1, 40], lr=[0.01, 0.001])}, NO_FIGURES)
+    result = snakemake(workdir, "--cores", "2", "all")
+    assert result.returncode == 0, result.stdout
+    assert job_stats(result.stdout, kernel=True)["test_kernel"] == 1, result.stdout
+    # Read by the pack of batch 1, not by the one of batch 40, and a temporary file of this workflow run.
+    pattern = (
+        rf"^(?:local)?rule {PACK_PREFIX}\w+:\n    input: (.*)\n    output: results/runs/scratch/trainall_batch(\d+)_"
+    )
+    inputs = re.findall(pattern, result.stdout, re.MULTILINE)
+    assert sorted((batch, "mnist.kernel.pt" in files) for files, batch in inputs) == [("1", True), ("40", False)]
+    assert "removing temporary output results/data/mnist.kernel.pt" in result.stdout.lower(), result.stdout
+    assert not (workdir / "results" / "data" / "mnist.kernel.pt").exists()
+    log = (workdir / "results" / "logs" / "test_kernel" / "mnist.log").read_text()
+    assert "computed the (300, 100) kernel table" in log and "exact: True" in log, log
+    # Nothing left to train: no table. A new batch of 40 needs none; a new batch of 1, one again.
+    assert job_stats(snakemake(workdir, "-n", "all").stdout, kernel=True) == {}
+    more = "sweeps={s: {batch_sizes: [1, 40], lr: [0.01, 0.001, 0.1]}}"
+    planned = job_stats(snakemake(workdir, "-n", "all", "--config", more).stdout, kernel=True)
+    assert planned["train"] == 2 and planned["test_kernel"] == 1, planned
+    larger = "sweeps={s: {batch_sizes: [1, 40, 50], lr: [0.01, 0.001]}}"
+    planned = job_stats(snakemake(workdir, "-n", "all", "--config", larger).stdout, kernel=True)
+    assert planned["train"] == 2 and "test_kernel" not in planned, planned
 
 
 def test_new_seeds_lrs_and_batch_sizes_train_only_the_new_runs_and_a_deleted_run_alone(tmp_path):

@@ -25,6 +25,7 @@ from mnist_sgd.execution.host import (
     count_gpus,
     gpu_limit,
     training_threads,
+    usable_cpus,
     worker_allowed,
 )
 from mnist_sgd.study.layout import training_set_size

@@ -46,8 +46,33 @@ checkpoint format_mnist:
         "../scripts/format_mnist.py"
 
 
-# Both run on the submit host, never on a cluster: downloads need the internet, and the cache is needed
-# by every job that trains.
+# The kernel table of a data set (mnist_sgd.data.kernel): every training image's pixel products with every
+# test image, which the packs of small-batch runs read for their test accuracy. 2.4 GB for MNIST, a
+# temporary file: Snakemake deletes it once the packs that read it are done, and a later workflow run
+# that trains such runs computes it again (seconds).
+rule test_kernel:
+    input:
+        data="results/data/{dataset}.pt",
+    output:
+        table=temp("results/data/{dataset}.kernel.pt"),
+    log:
+        "results/logs/test_kernel/{dataset}.log",
+    priority: 1000
+    conda:
+        "../../envs/train.yaml"
+    # One GEMM of 0.9 TFLOP for MNIST, as fast as the cores it is given (at most --cores); the packs
+    # wait for it. Its numbers do not depend on the threads (see mnist_sgd.data.kernel).
+    threads: usable_cpus()
+    params:
+        idx_files=lambda wildcards: raw_files(wildcards.dataset),
+    script:
+        "../scripts/test_kernel.py"
+
+
+# These run on the submit host, never on a cluster: downloads need the internet, and the cache and the
+# kernel table are needed by the training jobs (the table by every pack of small batches: as a cluster
+# job of its own it would add a queue wait before all of them; seconds of two threads here).
 localrules:
     download_mnist,
     format_mnist,
+    test_kernel,

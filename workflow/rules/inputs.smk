@@ -6,6 +6,7 @@ from mnist_sgd.execution.digests import code_digest as script_digest
 from mnist_sgd.study.layout import (
     cache_file,
     curvature_file,
+    kernel_file,
     data_digest as dataset_digest,
     optimum_file,
     raw_files,
@@ -22,8 +23,9 @@ from mnist_sgd.study.packs import (
     restore_finished,
     write_plan,
 )
+from mnist_sgd.study.cost import reads_kernel_table
 from mnist_sgd.study.records import TrainingInputs, set_aside_untrusted
-from mnist_sgd.study.runs import parse_training_set, training_set_name
+from mnist_sgd.study.runs import parse_training_set, run_config, training_set_name
 from mnist_sgd.study.targets import FigureTargets, rst_text
 
 SCRIPTS = os.path.join(workflow.basedir, "workflow", "scripts")
@@ -66,6 +68,17 @@ def pack_curvature(pack):
     if not config["noise_points"]:
         return []
     return list(dict.fromkeys(curvature_file(run) for run in pack.runs))
+
+
+def pack_kernel(pack):
+    """The kernel table the runs of `pack` read for their test accuracy (mnist_sgd.data.kernel), where
+    they may train on the CPU (none where the config asks for CUDA); runs of one pack read it or not alike.
+    """
+    config_of_run = run_config(pack.runs[0])
+    rows = config_of_run.train_size or NUM_TRAIN[pack.dataset] or 60000
+    if config["device"] == "cuda" or not reads_kernel_table(config_of_run, rows):
+        return []
+    return [kernel_file(pack.dataset)]
 
 
 def as_train_rule(pack):

@@ -13,6 +13,8 @@ for pack in PACKS:
             # (rule optimum saves it): a pack trains only runs that must train, so they cost no rerun.
             data=cache_file(pack.dataset),
             curvature=pack_curvature(pack),
+            # The data set's kernel table, for packs of small batches on the CPU (rule test_kernel).
+            kernel=pack_kernel(pack),
         output:
             metrics=run_files(pack.runs, "metrics.csv"),
             info=run_files(pack.runs, "run.json"),

@@ -14,6 +14,8 @@ start_job(snakemake)  # the pack's log; the warm worker runs the rest where it c
 import torch  # noqa: E402
 
 from mnist_sgd.data.cache import load_cache  # noqa: E402
+from mnist_sgd.data.idx import DataError  # noqa: E402
+from mnist_sgd.data.kernel import load_table  # noqa: E402
 from mnist_sgd.execution.devices import pick_device  # noqa: E402
 from mnist_sgd.study.datasets import dataset_sha256  # noqa: E402
 from mnist_sgd.study.layout import train_logs  # noqa: E402
@@ -41,6 +43,12 @@ data = load_cache(snakemake.input.data, device, sources=sources, rebuild_from=pa
 pack_log(
     f"{snakemake.input.data}: loaded and verified in {time.perf_counter() - loading:.2f} s, once for the pack's runs"
 )
+kernel = None
+if snakemake.input.kernel and device.type == "cpu":  # a list of one file, or empty
+    try:
+        kernel = load_table(snakemake.input.kernel[0], data)
+    except DataError as error:  # every number is the same without it, only slower
+        pack_log(f"warning: {error}; training without it")
 failed = []
 for i, name in enumerate(params.runs):
     print(f"run {i + 1}/{len(params.runs)}: {name}", file=sys.stderr)
@@ -63,6 +71,7 @@ for i, name in enumerate(params.runs):
                 data_sources=sources,
                 inputs=TrainingInputs(**params.inputs),
                 data=data,
+                kernel=kernel,
                 log=lambda message: print(message, file=run_log),  # noqa: B023 (used in this iteration only)
             )
         except Exception:  # the pack's other runs still train; the job fails at its end

@@ -29,6 +29,11 @@ def cache_file(dataset):
     return f"results/data/{dataset}.pt"
 
 
+def kernel_file(dataset):
+    """The kernel table of `dataset` (rule test_kernel; a temporary file of the workflow run)."""
+    return f"results/data/{dataset}.kernel.pt"
+
+
 def run_files(runs, name):
     """File `name` of each run's records."""
     return [f"results/runs/{run}/{name}" for run in runs]

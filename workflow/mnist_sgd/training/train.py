@@ -69,6 +69,7 @@ def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=N
         and (table is not None or config.batch_size <= DUAL_BATCH)
         and not weighs_rows(config.batch_size, train_size)
     )
+
     def covered():  # the test images at the pixels the weight covers, as pixels and as floats
         pixels = data.test_pixels.index_select(1, updater.features)
         return pixels, as_images(pixels)
