@@ -13,7 +13,7 @@ Copies the workflow into a scratch folder and builds the data cache (not timed).
 - `snakemake -n` of the same grid with `--plan-seeds` seeds (2000 runs): the planning time.
 
 Before the grid, in this process and on one thread, one run per batch size of the grid (lr 0.001, seed
-0, the config's noise points), its seconds split by phase (cProfile's cumulative time of the functions
+0, the config's noise points, the data set's kernel table at hand as in a pack), its seconds split by phase (cProfile's cumulative time of the functions
 that do each): setup (data cache load, training subset), sampling (batch indices), SGD updates, test
 evaluation (every iteration's accuracy), noise-scale passes, records (metrics, weights, run.json).
 Every wall time is also printed as a multiple of a yardstick measured in the same run: the seconds of
@@ -74,7 +74,12 @@ def yardstick(threads):
 
 # Each phase of a run, by the functions whose cumulative time it is (module file suffix, function name).
 PHASES = {
-    "setup": [("data/cache.py", "load_cache"), ("training/sgd.py", "training_set")],
+    "setup": [
+        ("data/cache.py", "load_cache"),
+        ("training/sgd.py", "training_rows"),
+        ("training/sgd.py", "select_rows"),
+        ("training/sgd.py", "used_pixels"),
+    ],
     "sampling": [("training/sgd.py", "uniform_batches"), ("training/sgd.py", "epoch_batches")],
     "SGD updates": [("training/sgd.py", "step")],
     "test evaluation": [("training/accuracy.py", "score"), ("training/accuracy.py", "correct")],
@@ -93,9 +98,12 @@ def breakdown(cache, batch_sizes, iterations, noise_points, scratch, unit):
     """Print, per batch size, one run's seconds by phase (see PHASES), the rest as `other`."""
     import torch
 
+    from mnist_sgd.data.cache import load_cache
+    from mnist_sgd.data.kernel import compute_table
     from mnist_sgd.study.runs import TrainConfig
     from mnist_sgd.training.train import run
 
+    table = compute_table(load_cache(cache))  # as rule test_kernel makes it for the packs (not timed)
     torch.set_num_threads(1)
     print(f"one run per batch size, {iterations} iterations, 1 thread: seconds by phase")
     print(f"{'batch':>6} " + " ".join(f"{name:>15}" for name in [*PHASES, "other", "total"]) + f" {'yardsticks':>10}")
@@ -115,6 +123,7 @@ def breakdown(cache, batch_sizes, iterations, noise_points, scratch, unit):
             threads=1,
             log=lambda message: None,
             noise_points=noise_points,
+            kernel=table,
         )
         total = time.perf_counter() - start
         stats = pstats.Stats(profile).stats

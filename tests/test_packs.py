@@ -99,10 +99,15 @@ def test_a_run_has_the_same_bytes_alone_in_a_pack_of_3_and_in_a_pack_of_50(tmp_p
         workdir = make_workdir(tmp_path / shape, {"s": sweep(batch_sizes=[1, 40], **values)}, NO_FIGURES)
         runs = [run_name(batch, lr, seed) for batch in (1, 40) for lr in values["lr"] for seed in values["seeds"]]
         # Runs on the tests' small MNIST take milliseconds, whatever the cost model (fitted to MNIST) says.
-        result = snakemake(workdir, "--cores", "2", "--config", "pack_seconds=1000", "--", *records(runs))
+        # The pack of fifty reads the kernel table, the others compute the dual form's products.
+        table = "always" if shape == "fifty" else "never"
+        result = snakemake(
+            workdir, "--cores", "2", "--config", "pack_seconds=1000", f"kernel_table={table}", "--", *records(runs)
+        )
         assert result.returncode == 0, result.stdout
         packs = read_plan(workdir / "results" / "packs" / "plan.json")
         assert sorted(len(pack.runs) for pack in packs) == [len(runs) // 2] * 2, packs
+        assert sorted(pack.kernel for pack in packs) == [False, shape == "fifty"], packs
         found[shape] = digests(workdir, runs)
     for shape in ("three", "fifty"):
         for run, digest in found["alone"].items():
@@ -113,7 +118,10 @@ def test_a_run_has_the_same_bytes_alone_in_a_pack_of_3_and_in_a_pack_of_50(tmp_p
 
 def test_the_kernel_table_is_made_once_for_the_packs_of_small_batches_and_removed_after_them(tmp_path):
     workdir = make_workdir(tmp_path, {"s": sweep(batch_sizes=[1, 40], lr=[0.01, 0.001])}, NO_FIGURES)
-    result = snakemake(workdir, "--cores", "2", "all")
+    # auto: for 80 iterations of small batches the table would cost more than it saves (cost.table_pays).
+    assert "test_kernel" not in job_stats(snakemake(workdir, "-n", "all").stdout, kernel=True)
+    always = ("--config", "kernel_table=always")
+    result = snakemake(workdir, "--cores", "2", "all", *always)
     assert result.returncode == 0, result.stdout
     assert job_stats(result.stdout, kernel=True)["test_kernel"] == 1, result.stdout
     # Read by the pack of batch 1, not by the one of batch 40, and a temporary file of this workflow run.
@@ -127,12 +135,12 @@ def test_the_kernel_table_is_made_once_for_the_packs_of_small_batches_and_remove
     log = (workdir / "results" / "logs" / "test_kernel" / "mnist.log").read_text()
     assert "computed the (300, 100) kernel table" in log and "exact: True" in log, log
     # Nothing left to train: no table. A new batch of 40 needs none; a new batch of 1, one again.
-    assert job_stats(snakemake(workdir, "-n", "all").stdout, kernel=True) == {}
+    assert job_stats(snakemake(workdir, "-n", "all", *always).stdout, kernel=True) == {}
     more = "sweeps={s: {batch_sizes: [1, 40], lr: [0.01, 0.001, 0.1]}}"
-    planned = job_stats(snakemake(workdir, "-n", "all", "--config", more).stdout, kernel=True)
+    planned = job_stats(snakemake(workdir, "-n", "all", *always, more).stdout, kernel=True)
     assert planned["train"] == 2 and planned["test_kernel"] == 1, planned
     larger = "sweeps={s: {batch_sizes: [1, 40, 50], lr: [0.01, 0.001]}}"
-    planned = job_stats(snakemake(workdir, "-n", "all", "--config", larger).stdout, kernel=True)
+    planned = job_stats(snakemake(workdir, "-n", "all", *always, larger).stdout, kernel=True)
     assert planned["train"] == 2 and "test_kernel" not in planned, planned
 
 

@@ -87,8 +87,7 @@ def test_a_damaged_cache_is_named_refused_and_rebuilt_by_the_first_job_that_need
     result = snakemake(workdir, "--cores", "2", "--config", "sweeps={s: {batch_sizes: [10, 30]}}")
     assert result.returncode == 0, result.stdout
     assert job_stats(result.stdout)["train"] == 1, result.stdout  # the new run only
-    # The first job that loads it: the kernel table's, which a batch of 30 reads (before its pack).
-    log = (workdir / "results" / "logs" / "test_kernel" / "mnist.log").read_text()
+    log = (workdir / "results" / "logs" / "train" / "scratch" / "trainall_batch30_lr0.01_it40_seed0.log").read_text()
     assert "results/data/mnist.pt: damaged data cache: its tensors hash to SHA-256" in log
     assert "refused it" in log and "rebuilding it from results/data/raw/train-images-idx3-ubyte" in log
     assert cache.read_bytes() == original and finished_runs(workdir) == before

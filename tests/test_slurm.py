@@ -42,7 +42,6 @@ NOT_INSTALLED = 4  # ... when the SLURM packages are missing and MNIST_SGD_INSTA
 LOCAL_RULES = (
     "download_mnist",
     "format_mnist",
-    "test_kernel",  # the batch-size sweep's batches of 10 read the kernel table
     "optimum",
     "summarize",
     "plot_run",

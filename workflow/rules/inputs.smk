@@ -23,9 +23,8 @@ from mnist_sgd.study.packs import (
     restore_finished,
     write_plan,
 )
-from mnist_sgd.study.cost import reads_kernel_table
 from mnist_sgd.study.records import TrainingInputs, set_aside_untrusted
-from mnist_sgd.study.runs import parse_training_set, run_config, training_set_name
+from mnist_sgd.study.runs import parse_training_set, training_set_name
 from mnist_sgd.study.targets import FigureTargets, rst_text
 
 SCRIPTS = os.path.join(workflow.basedir, "workflow", "scripts")
@@ -72,13 +71,8 @@ def pack_curvature(pack):
 
 def pack_kernel(pack):
     """The kernel table the runs of `pack` read for their test accuracy (mnist_sgd.data.kernel), where
-    they may train on the CPU (none where the config asks for CUDA); runs of one pack read it or not alike.
-    """
-    config_of_run = run_config(pack.runs[0])
-    rows = config_of_run.train_size or NUM_TRAIN[pack.dataset] or 60000
-    if config["device"] == "cuda" or not reads_kernel_table(config_of_run, rows):
-        return []
-    return [kernel_file(pack.dataset)]
+    planning found it pays (mnist_sgd.study.packs.plan_packs)."""
+    return [kernel_file(pack.dataset)] if pack.kernel else []
 
 
 def as_train_rule(pack):
@@ -221,6 +215,8 @@ else:
         {run: pending[run] for run in RUNS if run in pending},
         NUM_TRAIN,
         config["pack_seconds"],
+        cpu=config["device"] != "cuda",
+        table=config["kernel_table"],
     )
     if PACKS and not dry_run():
         write_plan(PACKS)

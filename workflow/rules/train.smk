@@ -25,7 +25,7 @@ for pack in PACKS:
         benchmark:
             f"results/benchmarks/train/packs/{pack.name}.tsv"
         # The most expensive packs start first, so that the longest is not left for the end.
-        priority: round(pack_seconds(pack.runs, NUM_TRAIN))
+        priority: round(pack_seconds(pack.runs, NUM_TRAIN, pack.kernel))
         conda:
             "../../envs/train.yaml"
         # Training always runs on one thread (scripts/train.py): with two, BLAS sums in another order and a

@@ -10,7 +10,18 @@ from .runs import run_config
 # mnist_sgd.training.sgd.ScratchSGD) plus autograd for torch. Fitted on a 2-core AMD EPYC (2026-12-04) to
 # bench/bench_workflow.py's job seconds for the default study and bench/bench_grid.py's per-run
 # breakdown (1000-iteration runs); it orders the jobs and sizes the packs (mnist_sgd.study.packs).
-COST_SECONDS = {"start": 0.5, "run": 1.0, "evaluation": 7e-4, "row": 7e-7, "torch_step": 1e-4, "dual_evaluation": 2e-4}
+# The kernel table (rule test_kernel) costs a start and, per training row, its products with 10^4 test
+# images (25 s for MNIST's 60000 on one thread); a run that reads it saves the difference between the
+# dense and the dual evaluation at each iteration.
+COST_SECONDS = {
+    "start": 0.5,
+    "run": 1.0,
+    "evaluation": 7e-4,
+    "dual_evaluation": 2e-4,
+    "row": 7e-7,
+    "torch_step": 1e-4,
+    "table_row": 4e-4,
+}
 # The largest batch whose test accuracy the dual form scores with the data set's kernel table
 # (mnist_sgd.data.kernel): a step's cost there grows with the batch, the dense product's does not. Measured
 # (1000 iterations, one thread, 2-core AMD EPYC): 1.20 s against 1.75 s dense at batch 20, 1.43 s against
@@ -37,14 +48,25 @@ def reads_kernel_table(config, num_rows):
     )
 
 
-def estimated_seconds(run, num_train=60000):
-    """About how long run `run` trains on one CPU thread: what the scheduler starts first."""
+def table_pays(runs, num_train):
+    """Whether the kernel table of a data set of `num_train` training images saves more than it costs
+    to the runs `runs` that would read it: a short study (the default one: two such runs) trains
+    sooner without it, a grid of small batches much sooner with it."""
+    saved = sum(run_config(run).iterations for run in runs) * (
+        COST_SECONDS["evaluation"] - COST_SECONDS["dual_evaluation"]
+    )
+    return saved > COST_SECONDS["start"] + num_train * COST_SECONDS["table_row"]
+
+
+def estimated_seconds(run, num_train=60000, kernel=False):
+    """About how long run `run` trains on one CPU thread (`kernel`: with the kernel table, where it
+    would read one): what the scheduler starts first."""
     config = run_config(run)
     rows = config.train_size or num_train
     batch = config.batch_size
     reads = rows if config.impl == "scratch" and weighs_rows(batch, rows) else batch
     evaluations = -(-config.iterations // config.eval_every)
-    evaluation = COST_SECONDS["dual_evaluation" if reads_kernel_table(config, rows) else "evaluation"]
+    evaluation = COST_SECONDS["dual_evaluation" if kernel and reads_kernel_table(config, rows) else "evaluation"]
     return (
         COST_SECONDS["start"]
         + COST_SECONDS["run"]

@@ -20,10 +20,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cost import COST_SECONDS, estimated_seconds
+from .cost import COST_SECONDS, estimated_seconds, reads_kernel_table, table_pays
 from .files import write_text_atomic
 from .layout import RUN_RECORDS, run_records
-from .runs import parse_run
+from .runs import parse_run, run_config
 
 PACKS_DIR = "results/packs"
 # Where a pack keeps the runs it finished until it ends (see the module's docstring).
@@ -44,6 +44,7 @@ class Pack:
     name: str
     runs: tuple
     reasons: tuple
+    kernel: bool = False  # whether its runs read their data set's kernel table (mnist_sgd.data.kernel)
 
     @property
     def dataset(self):
@@ -62,38 +63,56 @@ def _order(run):
     return int(params["seed"]), float(params["lr"])
 
 
-def pack_seconds(runs, num_train):
-    """The estimated seconds of a pack of `runs` (`num_train`: {data set: training images}): one
-    start-up, then each run's training."""
+def pack_seconds(runs, num_train, kernel=False):
+    """The estimated seconds of a pack of `runs` (`num_train`: {data set: training images}; `kernel`:
+    whether they read the kernel table): one start-up, then each run's training."""
     start = COST_SECONDS["start"]
-    return start + sum(estimated_seconds(run, num_train[parse_run(run)["dataset"]] or 60000) - start for run in runs)
+    rows = lambda run: num_train[parse_run(run)["dataset"]] or 60000  # noqa: E731
+    return start + sum(estimated_seconds(run, rows(run), kernel) - start for run in runs)
 
 
-def plan_packs(reasons, num_train, seconds):
+def reads_table(run, num_train):
+    """Whether run `run` would read its data set's kernel table, on the CPU (mnist_sgd.study.cost)."""
+    config = run_config(run)
+    return reads_kernel_table(config, config.train_size or num_train[config.dataset] or 60000)
+
+
+def plan_packs(reasons, num_train, seconds, cpu=True, table="auto"):
     """The packs that train the runs of `reasons` ({run: why it trains}): runs of one `pack_key`
     together, in (seed, lr) order, in as few packs of about equal size as keep each pack's estimated
     training within `seconds` (a pack holds one run at least). The runs of a pack key cost the same
-    (the estimate does not depend on lr or seed)."""
+    (the estimate does not depend on lr or seed). Where they may train on the `cpu`, the runs that can
+    read their data set's kernel table do: with `table` "auto", if it saves them more than it costs
+    (cost.table_pays); "always"; or "never"."""
+    readers = {}
+    for run in reasons:
+        if cpu and reads_table(run, num_train):
+            readers.setdefault(parse_run(run)["dataset"], []).append(run)
+    tables = {
+        dataset: table == "always" or (table == "auto" and table_pays(runs, num_train[dataset] or 60000))
+        for dataset, runs in readers.items()
+    }
     groups = {}
     for run in reasons:
         groups.setdefault(pack_key(run), []).append(run)
     packs = []
     for members in groups.values():
         members.sort(key=_order)
-        cost = pack_seconds(members[:1], num_train) - COST_SECONDS["start"]
+        kernel = tables.get(parse_run(members[0])["dataset"], False) and reads_table(members[0], num_train)
+        cost = pack_seconds(members[:1], num_train, kernel) - COST_SECONDS["start"]
         count = min(len(members), max(1, math.ceil(len(members) * cost / seconds)))
         size, extra = divmod(len(members), count)
         start = 0
         for i in range(count):
             end = start + size + (i < extra)
-            packs.append(_pack(members[start:end], reasons))
+            packs.append(_pack(members[start:end], reasons, kernel))
             start = end
     return packs
 
 
-def _pack(runs, reasons):
+def _pack(runs, reasons, kernel):
     digest = hashlib.sha256("\n".join(runs).encode()).hexdigest()[:12]
-    return Pack(f"{PACK_PREFIX}{digest}", tuple(runs), tuple(reasons[run] for run in runs))
+    return Pack(f"{PACK_PREFIX}{digest}", tuple(runs), tuple(reasons[run] for run in runs), kernel)
 
 
 def pending_runs(runs):
@@ -105,7 +124,9 @@ def write_plan(packs, path=PLAN_FILE):
     """Save `packs` for the cluster jobs (read_plan), atomically, beside those of an earlier planning
     that still have runs to train (another Snakemake's in this folder, whose jobs may still run)."""
     plan = {name: pack for name, pack in _read(path).items() if pending_runs(pack["runs"])}
-    plan.update({pack.name: {"runs": list(pack.runs), "reasons": list(pack.reasons)} for pack in packs})
+    plan.update(
+        {pack.name: {"runs": list(pack.runs), "reasons": list(pack.reasons), "kernel": pack.kernel} for pack in packs}
+    )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(plan, indent=1) + "\n")
 
@@ -119,7 +140,10 @@ def _read(path):
 
 def read_plan(path=PLAN_FILE):
     """The packs the submitting Snakemake planned (write_plan)."""
-    return [Pack(name, tuple(pack["runs"]), tuple(pack["reasons"])) for name, pack in _read(path).items()]
+    return [
+        Pack(name, tuple(pack["runs"]), tuple(pack["reasons"]), pack.get("kernel", False))
+        for name, pack in _read(path).items()
+    ]
 
 
 def keep_finished(run, files):
