@@ -93,9 +93,9 @@ def test_noise_scales_are_measured_at_their_iterations_without_changing_a_number
     plain = train(small_data, config, **QUIET)
     weights = {}
 
-    def measured(pixels, targets, stacked, curvature):  # the real measurement, and the weights it saw
+    def measured(stacked, curvature):  # the real measurement, and the weights it saw
         weights.update(enumerate(stacked.clone()))
-        return noise_scales(pixels, targets, stacked, curvature)
+        return noise_scales(stacked, curvature)
 
     monkeypatch.setattr(mnist_sgd.training.noise, "noise_scales", measured)
     monkeypatch.setattr(mnist_sgd.training.steps, "CudaGraphSteps", EmulatedGraphs)  # chunk shapes vary with the cuts

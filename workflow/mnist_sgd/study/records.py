@@ -258,7 +258,16 @@ def _write_json(path, record):
     write_text_atomic(path, json.dumps(dataclasses.asdict(record), indent=2) + "\n")
 
 
-CURVATURE_ARRAYS = ("hessian", "curvature", "norms")  # the fields of mnist_sgd.training.noise.Curvature
+# The fields of mnist_sgd.training.noise.Curvature.
+CURVATURE_ARRAYS = (
+    "hessian",
+    "curvature",
+    "norms",
+    "cross",
+    "weighted_hessian",
+    "weighted_cross",
+    "weighted_mean",
+)
 
 
 def write_curvature(path, arrays, training_set, data_sha256):

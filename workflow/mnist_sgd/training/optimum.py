@@ -61,7 +61,7 @@ def optimum(data, name, curvature_path=None):
     predictions = (data.test_images.to(torch.float64) @ weight).argmax(dim=1)
     seconds = time.perf_counter() - start
     if curvature_path is not None:
-        write_curvature(curvature_path, vars(example_curvature(pixels)), name, data.sha256)
+        write_curvature(curvature_path, vars(example_curvature(pixels, targets)), name, data.sha256)
     return Optimum(
         training_set=name,
         train_size=images.shape[0],

@@ -92,8 +92,8 @@ def train(data, config, log=print, cuda_graphs=True, noise_points=0, curvature=N
     if noise_points:
         if curvature is None:
             log("computing the training set's example curvature for the noise scales (no saved one)")
-            curvature = example_curvature(images)
-        noise = NoiseRecorder(images, targets, curvature.to(device), config.iterations, noise_points)
+            curvature = example_curvature(images, targets)
+        noise = NoiseRecorder(curvature.to(device), config.iterations, noise_points)
 
     start = time.perf_counter()
     done = 0
