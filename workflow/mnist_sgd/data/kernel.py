@@ -3,7 +3,8 @@
 The dual form of the test accuracy (mnist_sgd.training.accuracy) needs, at each step, the products of
 the step's batch rows with every test image. Computed per step, they cost as much as the dense test
 evaluation they replace from a batch of 3 on; read from this table, computed once for every run of a
-data set, a step's products are a copy of b rows, and the dual form pays up to batches of 100.
+data set, a step's products are a copy of b rows, and the dual form pays up to batches of 32
+(mnist_sgd.study.cost.TABLE_BATCH).
 
 Row i holds sum_k p_ik q_jk for every test image j, with p, q the uint8 pixels (255^2 times the float
 images' products), in float32: each is a float32 sum of non-negative integers, exact where the result is

@@ -67,14 +67,18 @@ def pack_seconds(runs, num_train, kernel=False):
     """The estimated seconds of a pack of `runs` (`num_train`: {data set: training images}; `kernel`:
     whether they read the kernel table): one start-up, then each run's training."""
     start = COST_SECONDS["start"]
-    rows = lambda run: num_train[parse_run(run)["dataset"]] or 60000  # noqa: E731
-    return start + sum(estimated_seconds(run, rows(run), kernel) - start for run in runs)
+    return start + sum(estimated_seconds(run, _images(num_train, run), kernel) - start for run in runs)
+
+
+def _images(num_train, run):
+    """The training images of run `run`'s data set, from `num_train` (MNIST's 60000 where unknown)."""
+    return num_train[parse_run(run)["dataset"]] or 60000
 
 
 def reads_table(run, num_train):
     """Whether run `run` would read its data set's kernel table, on the CPU (mnist_sgd.study.cost)."""
     config = run_config(run)
-    return reads_kernel_table(config, config.train_size or num_train[config.dataset] or 60000)
+    return reads_kernel_table(config, config.train_size or _images(num_train, run))
 
 
 def plan_packs(reasons, num_train, seconds, cpu=True, table="auto"):
@@ -89,7 +93,7 @@ def plan_packs(reasons, num_train, seconds, cpu=True, table="auto"):
         if cpu and reads_table(run, num_train):
             readers.setdefault(parse_run(run)["dataset"], []).append(run)
     tables = {
-        dataset: table == "always" or (table == "auto" and table_pays(runs, num_train[dataset] or 60000))
+        dataset: table == "always" or (table == "auto" and table_pays(runs, _images(num_train, runs[0])))
         for dataset, runs in readers.items()
     }
     groups = {}

@@ -211,7 +211,7 @@ class AccuracyRecorder:
             changes = (steps_before[:, None, :, None] * span[None]).reshape(-1, length * batch)
             kernel = products(slice(start * batch, (start + length) * batch))  # (D b, n)
             after = (changes @ kernel).view(length, NUM_CLASSES, n).add_(logits)  # after each step of the span
-            z = torch.cat([logits[None], after[:-1]]) if length > 1 else logits[None].clone()  # its snapshots
+            z = torch.cat([logits[None], after[:-1]])  # the span's snapshots (a copy: scatter_ writes in it)
             logits = after[-1]
             labels_d = label.expand(length, 1, n)
             correct_logit = z.gather(1, labels_d).squeeze(1)

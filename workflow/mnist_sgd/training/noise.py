@@ -71,11 +71,7 @@ def example_curvature(images, targets):
     crosses = torch.zeros(3, d, targets.shape[1], dtype=torch.float64, device=device)
     means = torch.zeros(2, dtype=torch.float64, device=device)
     norms = []
-    for start in range(0, n, CURVATURE_ROWS):
-        x, y = (
-            as_images(images[start : start + CURVATURE_ROWS]).float(),
-            targets[start : start + CURVATURE_ROWS].float(),
-        )
+    for x, y in _blocks(images, targets):
         norm = (x * x).sum(dim=1)
         norms.append(norm)
         weighted = x * norm[:, None]
@@ -86,11 +82,7 @@ def example_curvature(images, targets):
     hessian = (sums[:d] / n).float()
     curvature_hessian = torch.zeros(d, d, dtype=torch.float64, device=device)
     curvature = []
-    for start in range(0, n, CURVATURE_ROWS):
-        x, y = (
-            as_images(images[start : start + CURVATURE_ROWS]).float(),
-            targets[start : start + CURVATURE_ROWS].float(),
-        )
+    for x, y in _blocks(images, targets):
         q = ((x @ hessian) * x).sum(dim=1)
         curvature.append(q)
         weighted = x * q[:, None]
@@ -106,6 +98,13 @@ def example_curvature(images, targets):
         (crosses[1:] / n).float(),
         (means / n).float(),
     )
+
+
+def _blocks(images, targets):
+    """(images as floats, targets as floats) of `images` and `targets`, CURVATURE_ROWS rows at a time."""
+    for start in range(0, images.shape[0], CURVATURE_ROWS):
+        rows = slice(start, start + CURVATURE_ROWS)
+        yield as_images(images[rows]).float(), targets[rows].float()
 
 
 def noise_scales(weights, curvature):
