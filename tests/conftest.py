@@ -231,6 +231,7 @@ SLOWEST_FIRST = [
     "test_real_mnist.py",  # 275
     "test_slurm.py",  # 138
     "test_faults.py",  # 110
+    "test_packs.py",  # 89 (started last, it once ended the suite a minute after the others)
     "test_safety.py",  # 89
     "test_recovery.py",  # 135, with test_workflow and test_reruns on one small study built once
     "test_reruns.py",  # 28

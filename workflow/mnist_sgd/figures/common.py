@@ -72,6 +72,15 @@ MAX_FIGURE_PIXELS = 25_000_000
 def save(fig, paths, dpi, log=lambda message: print(message, file=sys.stderr)):
     """Write `fig` to every path (format from the suffix), atomically, and close it. Drawn at `dpi`, or
     at the largest dpi within MAX_FIGURE_PIXELS, saying so in `log`."""
+    # The box "tight" would write, measured once, after the figure's layout engine (if any) has placed its
+    # axes, as savefig's first draw would: given the box, savefig draws each format once, where "tight"
+    # draws it twice. Measured at the dpi it is drawn at (the same box), unless that canvas would exceed
+    # MAX_FIGURE_PIXELS (then at the figure's own dpi: within a pixel or two, in far less memory).
+    if fig.get_size_inches().prod() * dpi**2 <= MAX_FIGURE_PIXELS:
+        fig.set_dpi(dpi)
+    if fig.get_layout_engine() is not None:
+        fig.draw_without_rendering()
+        fig.set_layout_engine("none")
     box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
     fitting = math.floor(math.sqrt(MAX_FIGURE_PIXELS / (box.width * box.height)))  # box: what "tight" writes
     if fitting < dpi:
@@ -83,7 +92,7 @@ def save(fig, paths, dpi, log=lambda message: print(message, file=sys.stderr)):
         dpi = fitting
     for path in paths:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, format=str(path).rsplit(".", 1)[1], bbox_inches="tight")
+            fig.savefig(tmp, dpi=dpi, format=str(path).rsplit(".", 1)[1], bbox_inches=box)
     plt.close(fig)
 
 
