@@ -232,13 +232,13 @@ SLOWEST_FIRST = [
     "test_slurm.py",  # 138
     "test_faults.py",  # 110
     "test_packs.py",  # 89 (started last, it once ended the suite a minute after the others)
+    "test_devices.py",  # 25 alone, more beside others: it waits on nvidia-smi stand-ins and job slots
     "test_safety.py",  # 89
     "test_recovery.py",  # 135, with test_workflow and test_reruns on one small study built once
     "test_reruns.py",  # 28
     "test_workflow.py",  # 19
     "test_dimensions.py",  # 75
     "test_real_fashion_mnist.py",  # 64
-    "test_devices.py",  # 25
 ]
 
 
