@@ -16,7 +16,7 @@ OK = "scratch/trainall_batch10_lr0.01_it40_seed0"
 DIVERGED = "scratch/trainall_batch10_lr1000.0_it300_seed0"
 FAILED = "scratch/train400_batch400_lr0.01_it40_seed0"  # more images than the 300 there are
 NO_RUN_FIGURES = {"formats": ["png"], "dpi": 40, "run_figures": 0}
-LONG = "scratch/trainall_batch10_lr0.01_it10000_seed0"
+LONG = "scratch/trainall_batch10_lr0.01_it5000_seed0"
 
 
 def test_keep_going_finishes_every_other_run_and_the_partial_summary_says_what_failed(tmp_path):
@@ -69,7 +69,7 @@ def test_keep_going_finishes_every_other_run_and_the_partial_summary_says_what_f
 @pytest.mark.parametrize("how", ["SIGTERM to the job", "SIGKILL to the job", "SIGKILL to every process"])
 def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(tmp_path, how):
     # No per-run figures: what is killed and redone here is training.
-    workdir = make_workdir(tmp_path, {"quick": sweep(), "long": sweep(iterations=10000)}, NO_RUN_FIGURES)
+    workdir = make_workdir(tmp_path, {"quick": sweep(), "long": sweep(iterations=5000)}, NO_RUN_FIGURES)
     runs, logs = workdir / "results" / "runs", workdir / "results" / "logs" / "train"
     first = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "--cores", "2", "all"],
@@ -84,7 +84,7 @@ def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(t
         # interrupted mid-run however fast this machine trains: the test never races its speed.
         long_log = logs / f"{LONG}.log"
         wait_for(
-            lambda: long_log.exists() and "iteration 1000/" in long_log.read_text(),
+            lambda: long_log.exists() and "iteration 500/" in long_log.read_text(),
             "the long run's progress",
             poll=0.002,
         )
@@ -124,5 +124,5 @@ def test_a_killed_training_job_is_redone_alone_and_equals_an_uninterrupted_run(t
     assert not list((runs / LONG).glob(".*.tmp"))
 
     direct = tmp_path / "direct.csv"
-    train_directly(workdir, direct, *"--batch-size 10 --iterations 10000 --lr 0.01".split())
+    train_directly(workdir, direct, *"--batch-size 10 --iterations 5000 --lr 0.01".split())
     assert (runs / LONG / "metrics.csv").read_bytes() == direct.read_bytes()
