@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mnist_sgd.data.idx import DataError
-from mnist_sgd.data.kernel import compute_table, load_table, write_table
+from mnist_sgd.data.kernel import HEADER_BYTES, compute_table, load_table, write_table
 
 QUIET = {"log": lambda message: None}
 
@@ -19,7 +19,7 @@ def test_the_table_holds_every_training_images_exact_products_with_the_test_imag
 
 
 def test_a_written_table_is_read_back_memory_mapped_as_it_was(small_data, tmp_path):
-    path = tmp_path / "tables" / "mnist.kernel.pt"
+    path = tmp_path / "tables" / "mnist.kernel.bin"
     write_table(small_data, path, **QUIET)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left beside it
     read = load_table(path, small_data)
@@ -29,14 +29,15 @@ def test_a_written_table_is_read_back_memory_mapped_as_it_was(small_data, tmp_pa
 @pytest.mark.parametrize(
     "damage,message",
     [
-        (lambda path: path.write_bytes(path.read_bytes()[:5000]), "not a readable kernel table"),
+        (lambda path: path.write_bytes(path.read_bytes()[:5000]), "bytes, not the"),
         (lambda path: path.write_bytes(b"not a table"), "not a readable kernel table"),
-        (lambda path: torch.save({"version": 0}, path), "not a kernel table of this version"),
+        (lambda path: path.write_bytes(b'{"version": 1}'), "not a kernel table of this version"),
+        (lambda path: path.write_bytes(bytes(HEADER_BYTES) + path.read_bytes()[HEADER_BYTES:]), "not a readable"),
     ],
-    ids=["torn", "garbage", "other-version"],
+    ids=["torn", "garbage", "other-version", "never-finished"],
 )
 def test_a_damaged_table_is_refused_naming_the_file_and_the_fix(small_data, tmp_path, damage, message):
-    path = tmp_path / "mnist.kernel.pt"
+    path = tmp_path / "mnist.kernel.bin"
     write_table(small_data, path, **QUIET)
     damage(path)
     with pytest.raises(DataError, match=message) as error:
@@ -45,7 +46,7 @@ def test_a_damaged_table_is_refused_naming_the_file_and_the_fix(small_data, tmp_
 
 
 def test_a_table_of_other_data_is_refused(small_data, tmp_path):
-    path = tmp_path / "mnist.kernel.pt"
+    path = tmp_path / "mnist.kernel.bin"
     write_table(small_data, path, **QUIET)
     other = dataclasses.replace(small_data, sha256="0" * 64)
     with pytest.raises(DataError, match="computed from other data"):

@@ -129,9 +129,9 @@ def test_the_kernel_table_is_made_once_for_the_packs_of_small_batches_and_remove
         rf"^(?:local)?rule {PACK_PREFIX}\w+:\n    input: (.*)\n    output: results/runs/scratch/trainall_batch(\d+)_"
     )
     inputs = re.findall(pattern, result.stdout, re.MULTILINE)
-    assert sorted((batch, "mnist.kernel.pt" in files) for files, batch in inputs) == [("1", True), ("40", False)]
-    assert "removing temporary output results/data/mnist.kernel.pt" in result.stdout.lower(), result.stdout
-    assert not (workdir / "results" / "data" / "mnist.kernel.pt").exists()
+    assert sorted((batch, "mnist.kernel.bin" in files) for files, batch in inputs) == [("1", True), ("40", False)]
+    assert "removing temporary output results/data/mnist.kernel.bin" in result.stdout.lower(), result.stdout
+    assert not (workdir / "results" / "data" / "mnist.kernel.bin").exists()
     log = (workdir / "results" / "logs" / "test_kernel" / "mnist.log").read_text()
     assert "computed the (300, 100) kernel table" in log and "exact: True" in log, log
     # Nothing left to train: no table. A new batch of 40 needs none; a new batch of 1, one again.

@@ -54,7 +54,7 @@ rule test_kernel:
     input:
         data="results/data/{dataset}.pt",
     output:
-        table=temp("results/data/{dataset}.kernel.pt"),
+        table=temp("results/data/{dataset}.kernel.bin"),
     log:
         "results/logs/test_kernel/{dataset}.log",
     priority: 1000

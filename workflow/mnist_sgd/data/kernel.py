@@ -14,17 +14,26 @@ only how many images the dense product scores.
 
 MNIST's table is 60000 x 10000 floats, 2.4 GB: rule test_kernel writes it as a temporary file for the
 training jobs of one workflow run, and they read it memory-mapped (one copy in the page cache for all).
+The file is a header of HEADER_BYTES (JSON: version, the cache's digest, exactness, shape) and the rows
+as raw little-endian float32. The products are computed straight into the file's mapping (no copy of
+the table in memory, no serialisation: 14-18 s to 8.5-10 s for MNIST on 2 threads, 2-core AMD EPYC), and the header is
+written last, so a table cut short or never finished is refused, as is one of other data.
 """
 
+import json
+import os
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..study.files import atomic_path
 from .idx import DataError
 
-_VERSION = 1
+_VERSION = 2
+# The file's first bytes: the JSON header, padded with spaces; the rows follow.
+HEADER_BYTES = 4096
 # Training rows per product while the table is computed (4096 x 10^4 floats: 160 MB at a time).
 _BLOCK = 4096
 
@@ -38,25 +47,35 @@ class KernelTable:
     exact: bool
 
 
-def compute_table(data):
-    """The KernelTable of `data` (a loaded cache), on the CPU with torch's threads."""
+def compute_table(data, out=None):
+    """The KernelTable of `data` (a loaded cache), on the CPU with torch's threads; into `out` (an
+    (N, n_test) float32 tensor, a file's mapping) where given."""
     test = data.test_pixels.float()
     train = data.train_pixels
-    products = torch.empty(train.shape[0], test.shape[0])
+    products = torch.empty(train.shape[0], test.shape[0]) if out is None else out
+    largest = 0.0
     for start in range(0, train.shape[0], _BLOCK):
-        torch.mm(train[start : start + _BLOCK].float(), test.T, out=products[start : start + _BLOCK])
-    return KernelTable(products, bool(products.max() < 2**24))
+        block = products[start : start + _BLOCK]
+        torch.mm(train[start : start + _BLOCK].float(), test.T, out=block)
+        largest = max(largest, float(block.max()))  # while the block is in cache
+    return KernelTable(products, largest < 2**24)
 
 
 def write_table(data, destination, log=print):
-    """Compute the table of `data` and write it to `destination`, atomically, with the cache's digest."""
+    """Compute the table of `data` into `destination`, atomically, with the cache's digest."""
     start = time.perf_counter()
-    table = compute_table(data)
-    log(f"computed the {tuple(table.products.shape)} kernel table in {time.perf_counter() - start:.1f} s")
-    stored = {"version": _VERSION, "data_sha256": data.sha256, "exact": table.exact, "products": table.products}
+    shape = (data.train_pixels.shape[0], data.test_pixels.shape[0])
     with atomic_path(destination) as tmp:
-        torch.save(stored, tmp)
-    log(f"wrote {destination} ({table.products.numel() * 4 / 1e9:.2f} GB; exact: {table.exact})")
+        with open(tmp, "r+b") as file:
+            file.truncate(HEADER_BYTES + shape[0] * shape[1] * 4)
+        mapped = np.memmap(tmp, dtype="<f4", mode="r+", offset=HEADER_BYTES, shape=shape)
+        exact = compute_table(data, out=torch.from_numpy(mapped)).exact
+        del mapped  # unmapped: its pages are the file's, in the page cache (no flush to disk needed)
+        header = {"version": _VERSION, "data_sha256": data.sha256, "exact": exact, "shape": list(shape)}
+        with open(tmp, "r+b") as file:
+            file.write(json.dumps(header).encode().ljust(HEADER_BYTES))
+    log(f"computed the {shape} kernel table in {time.perf_counter() - start:.1f} s")
+    log(f"wrote {destination} ({shape[0] * shape[1] * 4 / 1e9:.2f} GB; exact: {exact})")
 
 
 def load_table(path, data):
@@ -66,17 +85,22 @@ def load_table(path, data):
     """
     fix = "delete it and run the workflow again, which computes it anew"
     try:
-        stored = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except Exception as error:
+        with open(path, "rb") as file:
+            header = json.loads(file.read(HEADER_BYTES).decode())
+        size = os.path.getsize(path)
+    except (OSError, ValueError) as error:
         raise DataError(f"{path}: not a readable kernel table ({type(error).__name__}: {error}); {fix}") from None
-    if not isinstance(stored, dict):
-        stored = {}
-    products = stored.get("products")
-    shape = (data.train_pixels.shape[0], data.test_pixels.shape[0])
-    if stored.get("version") != _VERSION or not isinstance(products, torch.Tensor):
+    if not isinstance(header, dict) or header.get("version") != _VERSION:
         raise DataError(f"{path}: not a kernel table of this version; {fix}")
-    if stored.get("data_sha256") != data.sha256:
+    if header.get("data_sha256") != data.sha256:
         raise DataError(f"{path}: computed from other data than {data.sha256[:12]}...; {fix}")
-    if tuple(products.shape) != shape or products.dtype != torch.float32:
-        raise DataError(f"{path}: a {tuple(products.shape)} {products.dtype} table, not {shape} float32; {fix}")
-    return KernelTable(products, bool(stored["exact"]))
+    shape = (data.train_pixels.shape[0], data.test_pixels.shape[0])
+    if header.get("shape") != list(shape):
+        raise DataError(f"{path}: a {tuple(header.get('shape') or ())} table, not {shape}; {fix}")
+    if size != HEADER_BYTES + shape[0] * shape[1] * 4 or not isinstance(header.get("exact"), bool):
+        raise DataError(
+            f"{path}: {size} bytes, not the {shape} table's {HEADER_BYTES + shape[0] * shape[1] * 4}; {fix}"
+        )
+    # Copy-on-write: the pages are the file's, shared by every pack that reads it; never written.
+    products = torch.from_numpy(np.memmap(path, dtype="<f4", mode="c", offset=HEADER_BYTES, shape=shape))
+    return KernelTable(products, header["exact"])

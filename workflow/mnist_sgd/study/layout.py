@@ -31,7 +31,7 @@ def cache_file(dataset):
 
 def kernel_file(dataset):
     """The kernel table of `dataset` (rule test_kernel; a temporary file of the workflow run)."""
-    return f"results/data/{dataset}.kernel.pt"
+    return f"results/data/{dataset}.kernel.bin"
 
 
 def run_files(runs, name):
