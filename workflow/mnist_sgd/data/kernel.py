@@ -16,8 +16,9 @@ MNIST's table is 60000 x 10000 floats, 2.4 GB: rule test_kernel writes it as a t
 training jobs of one workflow run, and they read it memory-mapped (one copy in the page cache for all).
 The file is a header of HEADER_BYTES (JSON: version, the cache's digest, exactness, shape) and the rows
 as raw little-endian float32. The products are computed straight into the file's mapping (no copy of
-the table in memory, no serialisation: 14-18 s to 8.5-10 s for MNIST on 2 threads, 2-core AMD EPYC), and the header is
-written last, so a table cut short or never finished is refused, as is one of other data.
+the table in memory, no serialisation: 14-18 s to 8.5-10 s for MNIST on 2 threads, 2-core AMD EPYC),
+and the header is written last, so a table cut short or never finished is refused, as is one of other
+data.
 """
 
 import json
@@ -36,6 +37,11 @@ _VERSION = 2
 HEADER_BYTES = 4096
 # Training rows per product while the table is computed (4096 x 10^4 floats: 160 MB at a time).
 _BLOCK = 4096
+
+
+def _file_bytes(shape):
+    """The size of a table file of `shape` (N, n_test): its header and its rows."""
+    return HEADER_BYTES + shape[0] * shape[1] * 4
 
 
 @dataclass
@@ -67,7 +73,7 @@ def write_table(data, destination, log=print):
     shape = (data.train_pixels.shape[0], data.test_pixels.shape[0])
     with atomic_path(destination) as tmp:
         with open(tmp, "r+b") as file:
-            file.truncate(HEADER_BYTES + shape[0] * shape[1] * 4)
+            file.truncate(_file_bytes(shape))
         mapped = np.memmap(tmp, dtype="<f4", mode="r+", offset=HEADER_BYTES, shape=shape)
         exact = compute_table(data, out=torch.from_numpy(mapped)).exact
         del mapped  # unmapped: its pages are the file's, in the page cache (no flush to disk needed)
@@ -90,17 +96,15 @@ def load_table(path, data):
         size = os.path.getsize(path)
     except (OSError, ValueError) as error:
         raise DataError(f"{path}: not a readable kernel table ({type(error).__name__}: {error}); {fix}") from None
-    if not isinstance(header, dict) or header.get("version") != _VERSION:
+    if not isinstance(header, dict) or header.get("version") != _VERSION or not isinstance(header.get("exact"), bool):
         raise DataError(f"{path}: not a kernel table of this version; {fix}")
     if header.get("data_sha256") != data.sha256:
         raise DataError(f"{path}: computed from other data than {data.sha256[:12]}...; {fix}")
     shape = (data.train_pixels.shape[0], data.test_pixels.shape[0])
     if header.get("shape") != list(shape):
         raise DataError(f"{path}: a {tuple(header.get('shape') or ())} table, not {shape}; {fix}")
-    if size != HEADER_BYTES + shape[0] * shape[1] * 4 or not isinstance(header.get("exact"), bool):
-        raise DataError(
-            f"{path}: {size} bytes, not the {shape} table's {HEADER_BYTES + shape[0] * shape[1] * 4}; {fix}"
-        )
+    if size != _file_bytes(shape):
+        raise DataError(f"{path}: {size} bytes, not the {shape} table's {_file_bytes(shape)}; {fix}")
     # Copy-on-write: the pages are the file's, shared by every pack that reads it; never written.
     products = torch.from_numpy(np.memmap(path, dtype="<f4", mode="c", offset=HEADER_BYTES, shape=shape))
     return KernelTable(products, header["exact"])
