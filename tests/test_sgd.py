@@ -6,7 +6,7 @@ import torch
 
 from mnist_sgd.data.cache import as_images
 from mnist_sgd.data.idx import NUM_CLASSES, NUM_FEATURES
-from mnist_sgd.training.accuracy import EVAL_BLOCK, AccuracyRecorder
+from mnist_sgd.training.accuracy import EVAL_BLOCK, SETTLE_SPAN, AccuracyRecorder
 from mnist_sgd.training.reference import seed_gradient, seed_loss
 from mnist_sgd.training.sgd import (
     UPDATERS,
@@ -197,4 +197,38 @@ def test_images_whose_prediction_cannot_change_are_scored_once(monkeypatch):
     predictions = torch.stack([(test_images @ w).argmax(1) for w in weights])
     assert (predictions[:, 300:] != predictions[0, 300:]).any()  # some predictions do change
     assert counts.tolist() == (predictions == test_labels).sum(1).tolist()
-    assert scored_rows == [100]  # the settled 300 were scored once, under the middle snapshot
+    segments = -(-(EVAL_BLOCK - 1) // SETTLE_SPAN)
+    assert len(scored_rows) == segments and all(rows <= 100 for rows in scored_rows)  # never the settled 300
+
+
+def test_weights_drifting_along_a_line_settle_the_images_whose_prediction_stays_though_the_weights_move_far(
+    monkeypatch,
+):
+    """Within a segment only the weights' distance from the line between its ends counts, not how far
+    they move: a bound from one snapshot (|x| |W_t - W_m|) would settle no image of this chunk."""
+    import mnist_sgd.training.accuracy
+
+    g = torch.Generator().manual_seed(1)
+    test_images = torch.rand(500, 784, generator=g)
+    test_labels = torch.randint(10, (500,), generator=g)
+    base, direction = torch.randn(784, 10, generator=g), torch.randn(784, 10, generator=g)
+    steps = torch.linspace(0, 1, EVAL_BLOCK).view(-1, 1, 1)
+    weights = base + steps * direction + 1e-4 * torch.randn(EVAL_BLOCK, 784, 10, generator=g)
+    recorder = AccuracyRecorder(test_images, test_labels, iterations=EVAL_BLOCK, capacity=EVAL_BLOCK)
+    recorder.buffer[:] = weights
+    scored_rows = []
+    count_correct = mnist_sgd.training.accuracy._count_correct
+    monkeypatch.setattr(
+        mnist_sgd.training.accuracy,
+        "_count_correct",
+        lambda images, *args: scored_rows.append(len(images)) or count_correct(images, *args),
+    )
+    recorder.score(list(range(EVAL_BLOCK)))
+    predictions = torch.stack([(test_images @ w).argmax(1) for w in weights])
+    changed = (predictions != predictions[0]).any(dim=0)
+    assert changed.float().mean() > 0.5  # the line crosses the decision boundaries of most images
+    assert recorder.correct().tolist() == (predictions == test_labels).sum(1).tolist()
+    assert sum(scored_rows) < 0.25 * len(test_images) * len(scored_rows)  # the dense product for under a quarter
+    margins = (test_images @ weights[EVAL_BLOCK // 2]).topk(2, dim=1).values.diff(dim=1).abs().squeeze(1)
+    move = (weights - weights[EVAL_BLOCK // 2]).norm(dim=1).max()
+    assert (margins <= 2 * test_images.norm(dim=1) * move).all()  # the bound from the middle settles none

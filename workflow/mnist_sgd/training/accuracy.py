@@ -7,8 +7,8 @@ into training, so the training loop copies a chunk's weights into `AccuracyRecor
 recorder scores them together, in one of three ways, all giving the counts the plain computation gives:
 
 - on a GPU, one dense product for the whole chunk;
-- on the CPU, images whose prediction provably cannot change within the chunk are scored once, under
-  its middle weight, and the others by the dense product (`_settled`);
+- on the CPU, images whose prediction provably cannot change between two weights a few steps apart
+  are scored once for the steps between them, and the others by the dense product (`_settled`);
 - on the CPU, for a chunk of small batches with its steps' rows and residuals at hand (`Steps`), the
   dual form (`_dual`): each step changes every test logit by a product with the batch's rows, so the
   logits of every weight of the chunk follow from the first one's by cheap updates, with a bound on
@@ -32,6 +32,10 @@ DUAL_BATCH = 2
 # Steps per span of the dual form's sums at batch 1: a span's prefix sums cost D^2 b per image, its
 # margins a fixed part (10: 0.81 s against 0.89 s at 25 for 1000 iterations at batch 1, measured).
 DUAL_SPAN = 10
+# Steps per segment of the settled-margin proof (`AccuracyRecorder._settled`): each knot costs a dense
+# evaluation, and the images it leaves undecided grow with the span (on MNIST 20 to 50 about equal, 10
+# slower by a fifth at batches of 100 and 1000: docs/benchmarks.md).
+SETTLE_SPAN = 20
 UNIT_ROUNDOFF = 2.0**-24  # float32's
 
 
@@ -117,32 +121,62 @@ class AccuracyRecorder:
             batch = steps.pixels.shape[0] // len(iterations)
             steps = Steps(steps.pixels[batch:], steps.rows[batch:], steps.residuals[1:], steps.alpha)
             snapshots = snapshots[1:]
-        if steps is not None:
-            undecided, decided_correct = self._dual(snapshots, steps)
-        else:
-            undecided, decided_correct = self._settled(snapshots)
+        if steps is None:
+            self.scores.append(self._settled(snapshots))
+            return
+        undecided, decided_correct = self._dual(snapshots, steps)
         rows = undecided.nonzero().squeeze(1)
         images, labels = self.test_images.index_select(0, rows), self.test_labels.index_select(0, rows)
         self.scores.append(decided_correct + _count_correct(images, labels, snapshots))
 
     def _settled(self, snapshots):
-        """Images whose argmax may change within the chunk (a mask), and how many of the others are
-        right under every snapshot (they are under all or none).
+        """Correct predictions under every snapshot of the chunk (a (T,) tensor), scoring densely only the
+        images whose argmax may change between two snapshots a segment apart.
 
-        An image whose argmax provably cannot change within the chunk is scored once, under the
-        middle snapshot: with W_t = W_m + D_t (W_m the middle snapshot), each logit moves by
-        |x . D_t[:, c]| <= |x| |D_t[:, c]|, so a prediction whose margin under W_m exceeds twice the
-        largest move, plus the worst-case float32 rounding of both evaluations (d * 2^-24 * |x| |W[:, c]|
-        per logit, doubled for safety), is the prediction any float32 evaluation gives for every
-        snapshot of the chunk.
+        The snapshots are cut into segments of `SETTLE_SPAN` steps, whose ends (the knots) are scored by
+        one dense product for the whole chunk. Within the segment from knot p to knot q, with
+        l = (t - p) / (q - p),
+
+            W_t = (1 - l) W_p + l W_q + E_t,
+
+        so x's exact margin of class a over class c under W_t is (1 - l) times its margin under W_p,
+        plus l times that under W_q, plus x . (E_t[:, a] - E_t[:, c]): at least the smaller of the two
+        knots' margins less |x| (B_a + B_c), with B_c the largest |E_t[:, c]| of the segment. Where a is
+        x's top class at both knots and both its margins over every other class c exceed
+        |x| (B_a + B_c + rounding), a is the prediction any float32 evaluation gives for every snapshot
+        of the segment (rounding: the worst-case float32 rounding of the knots' logits and of that
+        evaluation, d * 2^-24 * |x| |W[:, c]| per logit, doubled for safety, which also covers that of
+        E_t; `slack`, that of the norms). The segment's other images are scored by the dense product.
+        SGD's weights drift along nearly straight lines over a few steps, so E_t is far smaller than
+        W_t - W_p: on MNIST (batches of 100 and 1000) 1 to 20% of the images are left to the dense
+        product per segment, where a bound from the chunk's middle snapshot alone (|x| |W_t - W_m|, the
+        proof before) left 20 to 100% of them (docs/benchmarks.md).
         """
-        middle = snapshots[len(snapshots) // 2]
-        top = (self.test_images @ middle).topk(2, dim=1)
-        margin = top.values[:, 0] - top.values[:, 1]
-        largest_move = (snapshots - middle).norm(dim=1).max()
-        rounding = 8 * self.test_images.shape[1] * UNIT_ROUNDOFF * snapshots.norm(dim=1).max()
-        settled = margin > self.image_norms * (2 * largest_move + rounding)
-        return ~settled, (settled & (top.indices[:, 0] == self.test_labels)).sum()
+        images, labels, norms = self.test_images, self.test_labels, self.image_norms
+        count, (n, d) = snapshots.shape[0], images.shape
+        if count <= 2:  # every snapshot a knot
+            return _count_correct(images, labels, snapshots)
+        knots = [*range(0, count - 1, SETTLE_SPAN), count - 1]
+        logits = (images @ snapshots[knots].permute(1, 0, 2).reshape(d, -1)).view(n, len(knots), NUM_CLASSES)
+        predicted = logits.argmax(dim=2)  # (n, knots)
+        rounding = 8 * d * UNIT_ROUNDOFF * snapshots.norm(dim=1).max()
+        slack = 1 + 4 * d * UNIT_ROUNDOFF
+        counts = []
+        for s, (p, q) in enumerate(zip(knots, knots[1:])):
+            fraction = torch.arange(q - p + 1, dtype=snapshots.dtype).div_(q - p).view(-1, 1, 1)
+            deviation = (snapshots[p : q + 1] - torch.lerp(snapshots[p], snapshots[q], fraction)).norm(dim=1).amax(0)
+            top = predicted[:, s]
+            ends = logits[:, s : s + 2]  # (n, 2, 10)
+            margins = (ends.gather(2, top.view(n, 1, 1).expand(n, 2, 1)) - ends).amin(dim=1)  # (n, 10)
+            needed = (deviation[top].unsqueeze(1) + deviation + rounding).mul_(slack * norms.unsqueeze(1))
+            settled = (predicted[:, s] == predicted[:, s + 1]) & (
+                (margins > needed).scatter_(1, top.unsqueeze(1), True).all(dim=1)
+            )
+            unsettled = (~settled).nonzero().squeeze(1)
+            scored = snapshots[p : q + 1 if q == count - 1 else q]  # a segment scores its first knot, not its last
+            dense = _count_correct(images.index_select(0, unsettled), labels.index_select(0, unsettled), scored)
+            counts.append(dense + (settled & (top == labels)).sum())
+        return torch.cat(counts)
 
     def _dual(self, snapshots, steps):
         """Images that some snapshot of the chunk may score either way (a mask), and per snapshot how
