@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from conftest import REPO
+from mnist_sgd.figures import group
 from mnist_sgd.figures.common import MAX_FIGURE_PIXELS, Configuration
 from mnist_sgd.figures.grid import grid_panels, plot_accuracy_heatmap, plot_grid_curves
 from mnist_sgd.study.records import Resolved, RunInfo
@@ -22,7 +23,7 @@ sys.path.insert(0, {str(REPO / "workflow")!r})
 import pandas as pd
 from mnist_sgd.figures.group import plot_wall_time
 summary = pd.DataFrame({{
-    "run": [f"scratch/trainall_batch{{b}}_lr0.001_it1000_seed{{s}}" for b in range(14) for s in range(10)],
+    "run": [f"scratch/trainall_batch{{b}}_lr0.001_it1000_seed0" for b in range(1, 141)],  # a bar each
     "wall_seconds": 1.5, "device": "cpu"}})
 plot_wall_time(summary, [{str(tmp_path / "wall_time.png")!r}, {str(tmp_path / "wall_time.pdf")!r}], dpi=1200)
 # VmHWM: this process's own peak (ru_maxrss would also count the forking test process's).
@@ -34,6 +35,23 @@ print(next(int(line.split()[1]) // 1024 for line in open("/proc/self/status") if
     assert width * height <= MAX_FIGURE_PIXELS and height > 4 * width > 8_000
     assert "at dpi 1200 would be" in result.stderr and "the most within 25 million" in result.stderr
     assert int(result.stdout) < 1000, result.stdout  # MB of peak RSS
+
+
+def test_the_wall_time_of_a_grid_is_a_bar_per_configuration_and_of_single_runs_a_bar_per_run(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(group, "save", lambda fig, paths, dpi: drawn.append(fig))
+    runs = [f"scratch/trainall_batch{b}_lr{lr}_it1000_seed{s}" for b in (1, 10) for lr in (0.01, 0.1) for s in range(5)]
+    seconds = [float(i) for i in range(len(runs))]
+    group.plot_wall_time(pd.DataFrame({"run": runs, "wall_seconds": seconds, "device": "cpu"}), [], 100)
+    group.plot_wall_time(pd.DataFrame({"run": runs[::5], "wall_seconds": seconds[::5], "device": "cpu"}), [], 100)
+    grid, single = (fig.axes[0] for fig in drawn)
+    assert [t.get_text() for t in grid.get_yticklabels()] == [
+        f"scratch/trainall_batch{b}_lr{lr}_it1000" for b in (1, 10) for lr in (0.01, 0.1)
+    ]
+    assert [bar.get_width() for bar in grid.patches] == [2.0, 7.0, 12.0, 17.0]  # the means over five seeds
+    assert "mean 17.00 s (5 seeds) on cpu" in [t.get_text() for t in grid.texts]
+    assert [t.get_text() for t in single.get_yticklabels()] == runs[::5]
+    assert [bar.get_width() for bar in single.patches] == seconds[::5]
 
 
 def configuration(batch_size, lr, seeds, diverged_seed=None):

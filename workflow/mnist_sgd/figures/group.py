@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..study.datasets import dataset_title
-from ..study.runs import LOSS_SCALE, parse_training_set
+from ..study.runs import LOSS_SCALE, configurations, parse_training_set
 from .common import (
     DIVERGED_COLOR,
     OPTIMUM_STYLE,
@@ -181,16 +181,35 @@ def plot_learning_rates(lines, title, paths, dpi=150):
 
 
 def plot_wall_time(summary, paths, dpi=150):
-    """Horizontal bar chart of each run's training wall time."""
-    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.4 * len(summary)))
-    bars = ax.barh(summary["run"], summary["wall_seconds"], alpha=0.7)
-    ax.bar_label(
-        bars,
-        labels=[f"{s:.2f} s on {d}" for s, d in zip(summary["wall_seconds"], summary["device"])],
-        fontsize=8,
-        padding=2,
-    )
+    """Horizontal bar chart of the training wall time: a bar per run, or, where a configuration has
+    several seeds, a bar per configuration (their mean, a line from the fastest to the slowest, each
+    seed a dot), so that a grid of hundreds of runs is a chart of its few configurations."""
+    groups = configurations(summary["run"])
+    seconds = summary.set_index("run")["wall_seconds"]
+    devices = summary.set_index("run")["device"]
+    seeded = any(len(runs) > 1 for runs in groups.values())
+    names = list(groups) if seeded else list(summary["run"])
+    runs = list(groups.values()) if seeded else [[run] for run in summary["run"]]
+    times = [seconds.loc[members].to_numpy(dtype=float) for members in runs]
+    means = [t.mean() for t in times]
+    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.4 * len(names)))
+    bars = ax.barh(names, means, alpha=0.7)
+    labels = []
+    for members, t, mean in zip(runs, times, means):
+        on = ", ".join(dict.fromkeys(devices.loc[members]))
+        labels.append(f"{mean:.2f} s on {on}" if len(t) == 1 else f"mean {mean:.2f} s ({len(t)} seeds) on {on}")
+    if seeded:
+        spans = np.array([[mean - t.min(), t.max() - mean] for t, mean in zip(times, means)]).T
+        ax.errorbar(means, range(len(names)), xerr=spans, fmt="none", ecolor="black", capsize=3)
+        for i, t in enumerate(times):
+            ax.scatter(t, np.full(len(t), i), s=8, color="black", zorder=3, label=None if i else "each seed")
+        for i, (t, label) in enumerate(zip(times, labels)):  # beyond the slowest seed
+            ax.annotate(label, (t.max(), i), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
+        ax.legend(loc="lower right", fontsize=8)
+    else:
+        ax.bar_label(bars, labels=labels, fontsize=8, padding=2)
     ax.invert_yaxis()
-    ax.set(title="Training wall time per run (data loading excluded)", xlabel="seconds")
+    what = "per configuration: mean over seeds, lines from the fastest to the slowest" if seeded else "per run"
+    ax.set(title=as_written(f"Training wall time {what} (data loading excluded)", 9), xlabel="seconds")
     ax.margins(x=0.3)
     save(fig, paths, dpi)
