@@ -127,6 +127,18 @@ if workflow.local_exec and not workflow.remote_exec:
         workflow.register_resource("gpu", limit)
 
 
+def kernel_slots():
+    """Cores the kernel table's job holds: all of those this run may use but one, which trains or fits the
+    optimum meanwhile (the optimum alone held one core of two idle for 12 s before the packs, and the
+    table's file writes another); the table's numbers do not depend on its threads. Without --cores (a
+    dry run, or a cluster's submit host, where the optimum and the packs are cluster jobs): every usable CPU."""
+    try:
+        cores = min(workflow.cores, usable_cpus())
+    except WorkflowError:
+        return usable_cpus()
+    return max(1, cores - 1)
+
+
 def train_slots():
     """Cores a training job holds (mnist_sgd.execution.host.training_threads); on a cluster, the profile sets the
     threads."""
