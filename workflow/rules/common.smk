@@ -130,8 +130,9 @@ if workflow.local_exec and not workflow.remote_exec:
 def kernel_slots():
     """Cores the kernel table's job holds: all of those this run may use but one, which trains or fits the
     optimum meanwhile (the optimum alone held one core of two idle for 12 s before the packs, and the
-    table's file writes another); the table's numbers do not depend on its threads. Without --cores (a
-    dry run, or a cluster's submit host, where the optimum and the packs are cluster jobs): every usable CPU."""
+    table's file writes another); the table's numbers do not depend on its threads. Without --cores
+    (a dry run, or a cluster's submit host, whose optimum and packs are cluster jobs): all CPUs.
+    """
     try:
         cores = min(workflow.cores, usable_cpus())
     except WorkflowError:
