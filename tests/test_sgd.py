@@ -171,9 +171,22 @@ def test_pixels_that_are_zero_in_every_image_keep_zero_weight_and_are_skipped():
         assert not full[:100].any() and not full[700:].any()
 
 
-def test_images_whose_prediction_cannot_change_are_scored_once(monkeypatch):
+@pytest.fixture
+def scored_rows(monkeypatch):
+    """The number of images of each dense product the accuracy recorder computes, in order."""
     import mnist_sgd.training.accuracy
 
+    rows = []
+    count_correct = mnist_sgd.training.accuracy._count_correct
+    monkeypatch.setattr(
+        mnist_sgd.training.accuracy,
+        "_count_correct",
+        lambda images, *args: rows.append(len(images)) or count_correct(images, *args),
+    )
+    return rows
+
+
+def test_images_whose_prediction_cannot_change_are_scored_once(scored_rows):
     g = torch.Generator().manual_seed(0)
     base = torch.randn(784, 10, generator=g)
     # 300 images far from any decision boundary (aligned with one class's weights) and 100 random
@@ -183,13 +196,6 @@ def test_images_whose_prediction_cannot_change_are_scored_once(monkeypatch):
     test_images = torch.cat([aligned, torch.rand(100, 784, generator=g)])
     test_labels = torch.randint(10, (400,), generator=g)
     weights = base + torch.cumsum(torch.randn(EVAL_BLOCK, 784, 10, generator=g) * 0.02, dim=0)
-    scored_rows = []
-    count_correct = mnist_sgd.training.accuracy._count_correct
-    monkeypatch.setattr(
-        mnist_sgd.training.accuracy,
-        "_count_correct",
-        lambda images, *args: scored_rows.append(len(images)) or count_correct(images, *args),
-    )
     recorder = AccuracyRecorder(test_images, test_labels, iterations=EVAL_BLOCK, capacity=EVAL_BLOCK)
     recorder.buffer[:] = weights
     recorder.score(list(range(EVAL_BLOCK)))
@@ -202,12 +208,10 @@ def test_images_whose_prediction_cannot_change_are_scored_once(monkeypatch):
 
 
 def test_weights_drifting_along_a_line_settle_the_images_whose_prediction_stays_though_the_weights_move_far(
-    monkeypatch,
+    scored_rows,
 ):
     """Within a segment only the weights' distance from the line between its ends counts, not how far
     they move: a bound from one snapshot (|x| |W_t - W_m|) would settle no image of this chunk."""
-    import mnist_sgd.training.accuracy
-
     g = torch.Generator().manual_seed(1)
     test_images = torch.rand(500, 784, generator=g)
     test_labels = torch.randint(10, (500,), generator=g)
@@ -216,13 +220,6 @@ def test_weights_drifting_along_a_line_settle_the_images_whose_prediction_stays_
     weights = base + steps * direction + 1e-4 * torch.randn(EVAL_BLOCK, 784, 10, generator=g)
     recorder = AccuracyRecorder(test_images, test_labels, iterations=EVAL_BLOCK, capacity=EVAL_BLOCK)
     recorder.buffer[:] = weights
-    scored_rows = []
-    count_correct = mnist_sgd.training.accuracy._count_correct
-    monkeypatch.setattr(
-        mnist_sgd.training.accuracy,
-        "_count_correct",
-        lambda images, *args: scored_rows.append(len(images)) or count_correct(images, *args),
-    )
     recorder.score(list(range(EVAL_BLOCK)))
     predictions = torch.stack([(test_images @ w).argmax(1) for w in weights])
     changed = (predictions != predictions[0]).any(dim=0)
