@@ -187,9 +187,9 @@ def plot_wall_time(summary, paths, dpi=150):
     groups = configurations(summary["run"])
     seconds = summary.set_index("run")["wall_seconds"]
     devices = summary.set_index("run")["device"]
-    seeded = any(len(runs) > 1 for runs in groups.values())
-    names = list(groups) if seeded else list(summary["run"])
-    runs = list(groups.values()) if seeded else [[run] for run in summary["run"]]
+    runs = list(groups.values())
+    seeded = any(len(members) > 1 for members in runs)
+    names = list(groups) if seeded else [members[0] for members in runs]
     times = [seconds.loc[members].to_numpy(dtype=float) for members in runs]
     means = [t.mean() for t in times]
     fig, ax = plt.subplots(figsize=(9, 1.5 + 0.4 * len(names)))
@@ -201,9 +201,8 @@ def plot_wall_time(summary, paths, dpi=150):
     if seeded:
         spans = np.array([[mean - t.min(), t.max() - mean] for t, mean in zip(times, means)]).T
         ax.errorbar(means, range(len(names)), xerr=spans, fmt="none", ecolor="black", capsize=3)
-        for i, t in enumerate(times):
+        for i, (t, label) in enumerate(zip(times, labels)):
             ax.scatter(t, np.full(len(t), i), s=8, color="black", zorder=3, label=None if i else "each seed")
-        for i, (t, label) in enumerate(zip(times, labels)):  # beyond the slowest seed
             ax.annotate(label, (t.max(), i), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
         ax.legend(loc="lower right", fontsize=8)
     else:
@@ -212,4 +211,6 @@ def plot_wall_time(summary, paths, dpi=150):
     what = "per configuration: mean over seeds, lines from the fastest to the slowest" if seeded else "per run"
     ax.set(title=as_written(f"Training wall time {what} (data loading excluded)", 9), xlabel="seconds")
     ax.margins(x=0.3)
+    if seeded:  # room for the labels beyond the slowest seed, which autoscaling does not see
+        ax.set_xlim(right=max(ax.get_xlim()[1], 1.5 * max(t.max() for t in times)))
     save(fig, paths, dpi)

@@ -169,9 +169,7 @@ class AccuracyRecorder:
             ends = logits[:, s : s + 2]  # (n, 2, 10)
             margins = (ends.gather(2, top.view(n, 1, 1).expand(n, 2, 1)) - ends).amin(dim=1)  # (n, 10)
             needed = (deviation[top].unsqueeze(1) + deviation + rounding).mul_(slack * norms.unsqueeze(1))
-            settled = (predicted[:, s] == predicted[:, s + 1]) & (
-                (margins > needed).scatter_(1, top.unsqueeze(1), True).all(dim=1)
-            )
+            settled = (top == predicted[:, s + 1]) & ((margins > needed).scatter_(1, top.unsqueeze(1), True).all(dim=1))
             unsettled = (~settled).nonzero().squeeze(1)
             scored = snapshots[p : q + 1 if q == count - 1 else q]  # a segment scores its first knot, not its last
             dense = _count_correct(images.index_select(0, unsettled), labels.index_select(0, unsettled), scored)
